@@ -1,0 +1,493 @@
+"""Camera: a fly camera's state and matrices, the key/mouse controls as a table, named views and tours.
+
+Plain numpy, no GL and no window, so everything here is testable and scriptable: benchmarks and recordings
+drive the same :class:`FlyController` actions a user's keys do. World: x right, y up, layers along -z.
+Matrices are row-major (uploaded with ``transpose=True``); window coordinates have y up, as in GL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .layout import Layout
+
+__all__ = [
+    "CONTROLS",
+    "Camera",
+    "FlyController",
+    "Projected",
+    "camera_from_spec",
+    "named_camera",
+    "tour",
+]
+
+
+def _normalize(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+    x, y, z = _normalize(np.asarray(axis, np.float64))
+    c, s = math.cos(angle), math.sin(angle)
+    t = 1 - c
+    return np.array(
+        [
+            [t * x * x + c, t * x * y - s * z, t * x * z + s * y],
+            [t * x * y + s * z, t * y * y + c, t * y * z - s * x],
+            [t * x * z - s * y, t * y * z + s * x, t * z * z + c],
+        ]
+    )
+
+
+def _orthonormalize(r: np.ndarray) -> np.ndarray:
+    u, _, vt = np.linalg.svd(r)
+    return u @ vt
+
+
+@dataclass
+class Projected:
+    """Points in window coordinates: x, y in pixels (y up), w the view depth, and which are drawable."""
+
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    visible: np.ndarray
+
+
+@dataclass
+class Camera:
+    """Where the eye is and where it looks. ``rotation`` columns are the camera's right, up and back axes."""
+
+    position: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    fov: float = 60.0  # vertical field of view, degrees
+    near: float = 0.05
+    far: float = 20000.0
+
+    def __post_init__(self) -> None:
+        self.position = np.asarray(self.position, np.float64).reshape(3)
+        self.rotation = np.asarray(self.rotation, np.float64).reshape(3, 3)
+        if not (1.0 <= self.fov <= 170.0):
+            raise InputError(f"field of view must be between 1 and 170 degrees, not {self.fov}")
+        if not (0 < self.near < self.far):
+            raise InputError(f"camera needs 0 < near < far (got near={self.near}, far={self.far})")
+
+    # -- axes ----------------------------------------------------------------------------------------------
+    @property
+    def right(self) -> np.ndarray:
+        return self.rotation[:, 0]
+
+    @property
+    def up(self) -> np.ndarray:
+        return self.rotation[:, 1]
+
+    @property
+    def forward(self) -> np.ndarray:
+        return -self.rotation[:, 2]
+
+    def copy(self) -> Camera:
+        return Camera(self.position.copy(), self.rotation.copy(), self.fov, self.near, self.far)
+
+    def look_at(self, target: Sequence[float], up: Sequence[float] = (0.0, 1.0, 0.0)) -> Camera:
+        """Turn to face ``target`` with ``up`` as close to the screen's up as possible."""
+        fwd = _normalize(np.asarray(target, np.float64) - self.position)
+        if not np.any(fwd):
+            raise InputError("the camera cannot look at its own position")
+        upv = np.asarray(up, np.float64)
+        if abs(float(np.dot(fwd, _normalize(upv)))) > 0.999:
+            upv = np.array([0.0, 0.0, -1.0]) if abs(fwd[1]) > 0.9 else np.array([0.0, 1.0, 0.0])
+        right = _normalize(np.cross(fwd, upv))
+        true_up = np.cross(right, fwd)
+        self.rotation = np.stack([right, true_up, -fwd], axis=1)
+        return self
+
+    # -- matrices ------------------------------------------------------------------------------------------
+    def view_matrix(self) -> np.ndarray:
+        m = np.eye(4)
+        m[:3, :3] = self.rotation.T
+        m[:3, 3] = -self.rotation.T @ self.position
+        return m
+
+    def projection_matrix(self, aspect: float) -> np.ndarray:
+        f = 1.0 / math.tan(math.radians(self.fov) / 2)
+        n, fa = self.near, self.far
+        m = np.zeros((4, 4))
+        m[0, 0] = f / aspect
+        m[1, 1] = f
+        m[2, 2] = (fa + n) / (n - fa)
+        m[2, 3] = 2 * fa * n / (n - fa)
+        m[3, 2] = -1.0
+        return m
+
+    def view_projection(self, width: int, height: int) -> np.ndarray:
+        return self.projection_matrix(width / height) @ self.view_matrix()
+
+    def focal_px(self, height: int) -> float:
+        """Pixels per world unit for an object at view depth 1."""
+        return 0.5 * height / math.tan(math.radians(self.fov) / 2)
+
+    def project(self, points: np.ndarray, width: int, height: int) -> Projected:
+        """Window coordinates of world ``points`` (N, 3), in float32 as the shaders compute them."""
+        vp = self.view_projection(width, height).astype(np.float32)
+        p = np.asarray(points, np.float32)
+        clip = np.c_[p, np.ones(len(p), np.float32)] @ vp.T
+        w = clip[:, 3]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            visible = (w > 0) & np.all(np.abs(clip[:, :3]) <= w[:, None], axis=1)
+            ndc = clip[:, :2] / w[:, None]
+        x = (ndc[:, 0] * np.float32(0.5) + np.float32(0.5)) * np.float32(width)
+        y = (ndc[:, 1] * np.float32(0.5) + np.float32(0.5)) * np.float32(height)
+        return Projected(x, y, w, visible)
+
+    # -- motion --------------------------------------------------------------------------------------------
+    def move_local(self, delta: Sequence[float]) -> None:
+        """Move by ``delta`` in camera axes (x right, y up, z back)."""
+        self.position = self.position + self.rotation @ np.asarray(delta, np.float64)
+
+    def rotate_local(self, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> None:
+        """Turn by angles in radians about the camera's own up, right and forward axes."""
+        r = self.rotation
+        if yaw:
+            r = _axis_angle(r[:, 1], yaw) @ r
+        if pitch:
+            r = _axis_angle(r[:, 0], pitch) @ r
+        if roll:
+            r = _axis_angle(-r[:, 2], roll) @ r
+        self.rotation = _orthonormalize(r)
+
+    # -- serialisation -------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "position": [round(float(v), 6) for v in self.position],
+            "look_at": [round(float(v), 6) for v in self.position + self.forward],
+            "up": [round(float(v), 6) for v in self.up],
+            "fov": self.fov,
+        }
+
+
+def camera_from_dict(d: dict[str, Any]) -> Camera:
+    """A camera from ``{"position": [x,y,z], "look_at": [x,y,z], "up"?: [...], "fov"?: deg}``."""
+    try:
+        pos = np.asarray(d["position"], np.float64).reshape(3)
+        target = np.asarray(d.get("look_at", pos + np.array([0.0, 0.0, -1.0])), np.float64).reshape(3)
+        up = np.asarray(d.get("up", (0.0, 1.0, 0.0)), np.float64).reshape(3)
+        fov = float(d.get("fov", 60.0))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(
+            'a camera JSON needs {"position": [x, y, z], "look_at": [x, y, z]} (optional "up", "fov")'
+        ) from e
+    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(target))):
+        raise InputError("camera position and look_at must be finite numbers")
+    cam = Camera(pos, fov=fov)
+    return cam.look_at(target, up)
+
+
+def _fit_distance(radius: float, cam: Camera, aspect: float) -> float:
+    half = math.radians(cam.fov) / 2
+    half_h = math.atan(math.tan(half) * min(aspect, 1.0))
+    return radius / math.sin(min(half, half_h))
+
+
+def _clip_planes(cam: Camera, layout: Layout) -> Camera:
+    ext = layout.extent
+    cam.far = max(ext * 4.0, 100.0)
+    cam.near = max(cam.far * 2e-6, 1e-3)
+    return cam
+
+
+NAMED_VIEWS = ("overview", "front", "side", "top", "back")
+
+
+def named_camera(name: str, layout: Layout, aspect: float = 16 / 9) -> Camera:
+    """A camera framing the layout: overview, front, side, top, back, or ``layer:<index|name>``."""
+    lo, hi = layout.bounds()
+    centre = (lo + hi) / 2
+    radius = float(np.linalg.norm(hi - lo)) / 2 or 1.0
+    cam = _clip_planes(Camera(), layout)
+    if name.startswith("layer:"):
+        return layer_camera(layout, name.split(":", 1)[1], aspect)
+    directions = {
+        "overview": np.array([0.55, 0.4, 1.0]),
+        "front": np.array([0.0, 0.0, 1.0]),
+        "side": np.array([1.0, 0.05, 0.0]),
+        "top": np.array([0.0, 1.0, 0.05]),
+        "back": np.array([0.0, 0.0, -1.0]),
+    }
+    if name not in directions:
+        raise InputError(f"unknown camera {name!r}: use one of {', '.join(NAMED_VIEWS)}, layer:<n>, or a JSON object")
+    d = _normalize(directions[name])
+    if name == "overview":
+        # From the front-right, above, looking down the stack: near layers large, the rest receding.
+        target = np.array([centre[0], centre[1], hi[2] - 0.3 * (hi[2] - lo[2])])
+        return fit_box(cam, lo, hi, d, aspect, target=target)
+    dist = _fit_distance(radius, cam, aspect) * (1.05 if name != "front" else 1.0)
+    if name in ("front", "back"):
+        # Face the first (last) slab, framed: the rest of the network lies behind it.
+        s = layout.slabs[0] if name == "front" else layout.slabs[-1]
+        r = max(max(s.size) / 2, s.spacing)
+        target = s.centre
+        panel = layout.input_panel
+        if name == "front" and panel is not None:
+            r = max(panel.size) / 2
+            target = np.array([panel.origin[0] + panel.size[0] / 2, panel.origin[1] - panel.size[1] / 2, panel.origin[2]])
+        dist = _fit_distance(r, cam, aspect) * 1.15
+        cam.position = target + d * dist
+        return cam.look_at(target)
+    cam.position = centre + d * dist
+    return cam.look_at(centre)
+
+
+def fit_box(
+    cam: Camera,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    direction: np.ndarray,
+    aspect: float,
+    *,
+    target: np.ndarray | None = None,
+    margin: float = 0.92,
+) -> Camera:
+    """Place ``cam`` on the ray from ``target`` along ``direction``, as close as keeps the box in view."""
+    target = (lo + hi) / 2 if target is None else target
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    d = _normalize(np.asarray(direction, np.float64))
+
+    def fits(dist: float) -> bool:
+        cam.position = target + d * dist
+        cam.look_at(target)
+        clip = np.c_[corners, np.ones(8)] @ cam.view_projection(1000, max(1, round(1000 / aspect))).T
+        w = clip[:, 3]
+        return bool(np.all(w > cam.near) and np.all(np.abs(clip[:, :2]) <= margin * w[:, None]))
+
+    near_d, far_d = 0.0, float(np.linalg.norm(hi - lo)) + 1.0
+    while not fits(far_d):
+        far_d *= 2
+    for _ in range(40):
+        mid = (near_d + far_d) / 2
+        near_d, far_d = (near_d, mid) if fits(mid) else (mid, far_d)
+    fits(far_d)
+    return cam
+
+
+def layer_camera(layout: Layout, which: str | int, aspect: float = 16 / 9) -> Camera:
+    """A camera facing one slab, framing it."""
+    index: int | None = None
+    if isinstance(which, int) or str(which).lstrip("-").isdigit():
+        index = int(which)
+        if not -len(layout.slabs) <= index < len(layout.slabs):
+            raise InputError(f"layer index {index} is outside 0..{len(layout.slabs) - 1}")
+        index %= len(layout.slabs)
+    else:
+        names = [s.name for s in layout.slabs]
+        if which not in names:
+            import difflib
+
+            close = difflib.get_close_matches(str(which), names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise InputError(f"no layer named {which!r}{hint}")
+        index = names.index(str(which))
+    s = layout.slabs[index]
+    cam = _clip_planes(Camera(), layout)
+    r = max(max(s.size) / 2, 4 * s.spacing)
+    dist = _fit_distance(r, cam, aspect) * 1.1
+    cam.position = s.centre + np.array([0.0, 0.0, dist])
+    return cam.look_at(s.centre)
+
+
+def camera_from_spec(spec: str | None, layout: Layout, aspect: float = 16 / 9) -> Camera:
+    """Parse ``--camera``: a view name, ``layer:<n>``, a JSON object, or a path to a JSON file."""
+    if not spec:
+        return named_camera("overview", layout, aspect)
+    text = spec.strip()
+    if not text.startswith("{"):
+        from pathlib import Path
+
+        p = Path(text)
+        if p.suffix == ".json" and p.is_file():
+            text = p.read_text(encoding="utf-8")
+        else:
+            return named_camera(text, layout, aspect)
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f"--camera JSON is not valid: {e.msg} at column {e.colno}") from e
+    if not isinstance(d, dict):
+        raise InputError("--camera JSON must be an object")
+    cam = camera_from_dict(d)
+    _clip_planes(cam, layout)
+    return cam
+
+
+def tour(layout: Layout, aspect: float = 16 / 9) -> Callable[[float], Camera]:
+    """A scripted fly-through: ``t`` in [0, 1] from the overview down the side of the network, turning to
+    face the slabs, to the output. Used for headless videos and benchmarks."""
+    start = named_camera("overview", layout, aspect)
+    lo, hi = layout.bounds()
+    side = max(max(s.size) for s in layout.slabs)
+    path_x = hi[0] * 0.35 + 0.35 * side
+    zs = np.array([s.z for s in layout.slabs])
+
+    def at(t: float) -> Camera:
+        t = min(max(t, 0.0), 1.0)
+        ease = t * t * (3 - 2 * t)
+        if ease < 0.15:
+            return start.copy()
+        u = (ease - 0.15) / 0.85
+        z = zs[0] + 0.5 * side + u * (zs[-1] - zs[0] - 0.5 * side)
+        cam = start.copy()
+        k = min(1.0, u * 4)
+        cam.position = (1 - k) * start.position + k * np.array([path_x, 0.25 * side, z])
+        ahead = np.array([0.0, 0.0, z - 1.2 * side])
+        cam.look_at((1 - k) * (start.position + start.forward * side) + k * ahead)
+        return cam
+
+    return at
+
+
+# -- controls -------------------------------------------------------------------------------------------------
+
+# key (VisPy key name, lower case) -> (action, argument). Movement axes are camera-local (x right, z back).
+CONTROLS: dict[str, tuple[str, Any]] = {
+    "w": ("move", (0, 0, -1)),
+    "up": ("move", (0, 0, -1)),
+    "s": ("move", (0, 0, 1)),
+    "down": ("move", (0, 0, 1)),
+    "a": ("move", (-1, 0, 0)),
+    "left": ("move", (-1, 0, 0)),
+    "d": ("move", (1, 0, 0)),
+    "right": ("move", (1, 0, 0)),
+    "q": ("roll", 1),
+    "e": ("roll", -1),
+    "space": ("stop", None),
+    "r": ("reset", None),
+    "pageup": ("layer", 1),
+    "pagedown": ("layer", -1),
+    "f11": ("fullscreen", None),
+    "escape": ("quit", None),
+}
+MOUSE = {"drag": "look", "wheel": "speed"}
+
+
+class FlyController:
+    """Turns key/mouse events (or scripted calls) into camera motion. Held keys accelerate, release glides
+    to a stop, Space stops at once; the wheel scales the speed; PgUp/PgDn fly to the next/previous layer."""
+
+    LOOK_PER_PIXEL = 0.003  # radians
+    ROLL_SPEED = 1.2  # radians per second
+    ACCEL_TIME = 0.25  # seconds to reach full speed
+    GLIDE_TIME = 0.35  # seconds to glide to a stop
+    JUMP_TIME = 0.6
+
+    def __init__(self, camera: Camera, layout: Layout | None = None, *, aspect: float = 16 / 9) -> None:
+        self.camera = camera
+        self.home = camera.copy()
+        self.layout = layout
+        self.aspect = aspect
+        base = max(s.spacing for s in layout.slabs) * 40 if layout else 1.0
+        self.speed = base  # world units per second at full throttle
+        self.velocity = np.zeros(3)
+        self.held: set[str] = set()
+        self.layer_index: int | None = None
+        self._jump: tuple[Camera, Camera, float] | None = None
+        self.requests: list[str] = []  # "fullscreen", "quit": for the window to act on
+
+    # scripted actions, the same the keys call
+    def stop(self) -> None:
+        self.velocity[:] = 0
+        self.held.clear()
+        self._jump = None
+
+    def reset(self) -> None:
+        self.stop()
+        self.camera.position = self.home.position.copy()
+        self.camera.rotation = self.home.rotation.copy()
+        self.layer_index = None
+
+    def look(self, dx_px: float, dy_px: float) -> None:
+        self.camera.rotate_local(yaw=-dx_px * self.LOOK_PER_PIXEL, pitch=-dy_px * self.LOOK_PER_PIXEL)
+
+    def scale_speed(self, steps: float) -> None:
+        self.speed = float(np.clip(self.speed * 1.25**steps, 1e-4, 1e7))
+
+    def jump_layer(self, step: int) -> None:
+        if self.layout is None:
+            return
+        n = len(self.layout.slabs)
+        if self.layer_index is None:
+            here = self.layout.slab_index_at(float(self.camera.position[2]))
+            nearest_in_front = here if step > 0 and self.layout.slabs[here].z < self.camera.position[2] else here - step
+            self.layer_index = int(np.clip(nearest_in_front + step, 0, n - 1)) if step else here
+        else:
+            self.layer_index = int(np.clip(self.layer_index + step, 0, n - 1))
+        target = layer_camera(self.layout, self.layer_index, self.aspect)
+        self.velocity[:] = 0
+        self._jump = (self.camera.copy(), target, 0.0)
+
+    def key(self, name: str, pressed: bool) -> str | None:
+        """Handle a key; returns the action name it maps to, if any."""
+        entry = CONTROLS.get(name.lower())
+        if entry is None:
+            return None
+        action, arg = entry
+        if action in ("move", "roll"):
+            (self.held.add if pressed else self.held.discard)(name.lower())
+        elif pressed:
+            if action == "stop":
+                self.stop()
+            elif action == "reset":
+                self.reset()
+            elif action == "layer":
+                self.jump_layer(int(arg))
+            else:
+                self.requests.append(action)
+        return action
+
+    @property
+    def moving(self) -> bool:
+        return bool(self.held) or bool(np.any(self.velocity)) or self._jump is not None
+
+    def update(self, dt: float) -> bool:
+        """Advance ``dt`` seconds; True when the camera changed (a redraw is due)."""
+        dt = float(min(max(dt, 0.0), 0.25))
+        if self._jump is not None:
+            a, b, t = self._jump
+            t = min(1.0, t + dt / self.JUMP_TIME)
+            s = t * t * (3 - 2 * t)
+            self.camera.position = (1 - s) * a.position + s * b.position
+            self.camera.rotation = _orthonormalize((1 - s) * a.rotation + s * b.rotation)
+            self._jump = None if t >= 1.0 else (a, b, t)
+            return True
+        want = np.zeros(3)
+        roll = 0.0
+        for k in self.held:
+            action, arg = CONTROLS[k]
+            if action == "move":
+                want += np.asarray(arg, np.float64)
+            else:
+                roll += float(arg)
+        if np.any(want):
+            want = _normalize(want) * self.speed
+            blend = min(1.0, dt / self.ACCEL_TIME)
+        else:
+            blend = min(1.0, dt / self.GLIDE_TIME)
+        self.velocity = (1 - blend) * self.velocity + blend * want
+        if np.linalg.norm(self.velocity) < 1e-3 * self.speed and not np.any(want):
+            self.velocity[:] = 0
+        changed = False
+        if np.any(self.velocity):
+            self.camera.move_local(self.velocity * dt)
+            changed = True
+        if roll:
+            self.camera.rotate_local(roll=roll * self.ROLL_SPEED * dt)
+            changed = True
+        return changed

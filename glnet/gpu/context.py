@@ -1,0 +1,213 @@
+"""The OpenGL context: VisPy supplies it (an EGL pbuffer headless, a GLFW window on a display), PyOpenGL talks to it.
+
+PyOpenGL binds to one platform (EGL or GLX) at import, so :func:`configure_platform` must run before the first
+``import OpenGL``; every glnet entry point calls it. A :class:`GLContext` owns the GL objects made in it:
+each registers itself, ``close()`` deletes what is left, and objects dropped by Python on another thread are
+queued and deleted on the next :meth:`GLContext.collect` in the owning thread, never from ``__del__``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import GLUnavailableError
+
+if TYPE_CHECKING:
+    from vispy.app import Canvas
+
+__all__ = ["GLContext", "GLInfo", "configure_platform", "has_display"]
+
+Platform = Literal["egl", "glx"]
+_INSTALL_HINT = (
+    "install the OpenGL/EGL libraries (Debian/Ubuntu: apt-get install libegl1 libgl1 libgl1-mesa-dri "
+    "libegl-mesa0) or an NVIDIA driver"
+)
+_platform: Platform | None = None
+
+
+def has_display() -> bool:
+    """True when a window can be opened (an X11 or Wayland display is set)."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def configure_platform(headless: bool | None = None) -> Platform:
+    """Choose EGL (headless) or GLX (window) for PyOpenGL and VisPy, before OpenGL is imported.
+
+    ``headless=None`` picks EGL when there is no display. Calling again with the same answer is free; a
+    different answer after OpenGL was imported raises, because PyOpenGL cannot switch platforms.
+    """
+    global _platform
+    if headless is None:
+        headless = not has_display()
+    wanted: Platform = "egl" if headless else "glx"
+    current = _platform or ("egl" if os.environ.get("PYOPENGL_PLATFORM") == "egl" else None)
+    if "OpenGL" in sys.modules and current is not None and current != wanted:
+        raise GLUnavailableError(
+            f"OpenGL was already set up for {current.upper()} in this process; cannot switch to {wanted.upper()}"
+        )
+    if wanted == "egl":
+        os.environ["PYOPENGL_PLATFORM"] = "egl"
+        # Mesa needs a platform without a display server; NVIDIA's EGL picks its device platform itself.
+        os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+    elif os.environ.get("PYOPENGL_PLATFORM") == "egl" and "OpenGL" not in sys.modules:
+        del os.environ["PYOPENGL_PLATFORM"]
+    _platform = wanted
+    return wanted
+
+
+@dataclass(frozen=True)
+class GLInfo:
+    """What the driver reported, for capability checks, benchmarks and ``--stats-json``."""
+
+    version: str
+    renderer: str
+    vendor: str
+    glsl: str
+    major: int
+    minor: int
+    max_texture_size: int
+    max_ssbo_block_size: int
+    ssbo_offset_alignment: int
+    max_point_size: float
+
+    @property
+    def compute(self) -> bool:
+        """Compute shaders and SSBOs (GL 4.3)."""
+        return (self.major, self.minor) >= (4, 3)
+
+    @property
+    def software(self) -> bool:
+        """A CPU rasterizer (Mesa llvmpipe/softpipe/swrast)."""
+        r = self.renderer.lower()
+        return any(k in r for k in ("llvmpipe", "softpipe", "swrast", "software"))
+
+
+def _query_info() -> GLInfo:
+    from OpenGL import GL
+
+    def s(name: int) -> str:
+        v = GL.glGetString(name)
+        return v.decode(errors="replace") if v else ""
+
+    version = s(GL.GL_VERSION)
+    try:
+        major = int(GL.glGetIntegerv(GL.GL_MAJOR_VERSION))
+        minor = int(GL.glGetIntegerv(GL.GL_MINOR_VERSION))
+    except Exception:
+        major, minor = (int(p) for p in version.split()[0].split(".")[:2])
+    compute = (major, minor) >= (4, 3)
+    return GLInfo(
+        version=version,
+        renderer=s(GL.GL_RENDERER),
+        vendor=s(GL.GL_VENDOR),
+        glsl=s(GL.GL_SHADING_LANGUAGE_VERSION),
+        major=major,
+        minor=minor,
+        max_texture_size=int(GL.glGetIntegerv(GL.GL_MAX_TEXTURE_SIZE)),
+        max_ssbo_block_size=int(GL.glGetIntegerv(GL.GL_MAX_SHADER_STORAGE_BLOCK_SIZE)) if compute else 0,
+        ssbo_offset_alignment=int(GL.glGetIntegerv(GL.GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT)) if compute else 0,
+        max_point_size=float(GL.glGetFloatv(GL.GL_POINT_SIZE_RANGE)[1]),
+    )
+
+
+class GLContext:
+    """A current-able OpenGL 4.3+ context and the owner of every GL object created in it."""
+
+    REQUIRED = (4, 3)
+
+    def __init__(self, canvas: Canvas, *, owns_canvas: bool = True) -> None:
+        self.canvas = canvas
+        self._owns_canvas = owns_canvas
+        self.thread = threading.get_ident()
+        self._objects: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._garbage: list[tuple[str, int]] = []
+        self._garbage_lock = threading.Lock()
+        self.closed = False
+        self.make_current()
+        self.info = _query_info()
+        if (self.info.major, self.info.minor) < self.REQUIRED:
+            found = f"{self.info.version} ({self.info.renderer})"
+            self.close()
+            raise GLUnavailableError(
+                f"glnet needs OpenGL {self.REQUIRED[0]}.{self.REQUIRED[1]} (compute shaders, storage buffers); "
+                f"the driver offers {found}"
+            )
+        self.max_texture_size = self.info.max_texture_size  # tests lower this to exercise tiling
+
+    @classmethod
+    def offscreen(cls) -> GLContext:
+        """A headless context through EGL (Mesa here; the NVIDIA driver on a GPU machine)."""
+        configure_platform(headless=True)
+        try:
+            from vispy import app
+
+            application = app.use_app("egl")
+            canvas = app.Canvas(size=(16, 16), show=False, app=application, title="glnet")
+        except Exception as e:  # vispy reports a missing libEGL/driver in many shapes
+            raise GLUnavailableError(f"no usable OpenGL through EGL ({_short(e)}): {_INSTALL_HINT}") from e
+        try:
+            return cls(canvas)
+        except GLUnavailableError:
+            raise
+        except Exception as e:
+            canvas.close()
+            raise GLUnavailableError(f"could not make the EGL context current ({_short(e)}): {_INSTALL_HINT}") from e
+
+    # -- lifetime -----------------------------------------------------------------------------------------
+    def make_current(self) -> None:
+        if self.closed:
+            raise RuntimeError("the GL context is closed")
+        self.canvas.set_current()
+
+    def register(self, obj: Any) -> None:
+        self._objects.add(obj)
+
+    @property
+    def live_objects(self) -> int:
+        return sum(1 for o in list(self._objects) if not getattr(o, "deleted", True))
+
+    def defer_delete(self, kind: str, glo: int) -> None:
+        """Queue a GL name for deletion on the owning thread (safe from ``__del__`` and other threads)."""
+        with self._garbage_lock:
+            self._garbage.append((kind, glo))
+
+    def collect(self) -> int:
+        """Delete queued GL names; call with the context current on its own thread."""
+        with self._garbage_lock:
+            garbage, self._garbage = self._garbage, []
+        if not garbage or self.closed:
+            return 0
+        from .objects import delete_names
+
+        delete_names(garbage)
+        return len(garbage)
+
+    def close(self) -> None:
+        """Delete every object still alive, then release the canvas; idempotent."""
+        if self.closed:
+            return
+        try:
+            self.canvas.set_current()
+            for obj in list(self._objects):
+                obj.delete()
+            self.collect()
+        finally:
+            self.closed = True
+            if self._owns_canvas:
+                self.canvas.close()
+
+    def __enter__(self) -> GLContext:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[-1] if text else type(e).__name__)[:200]

@@ -1,0 +1,104 @@
+"""The compute rasterizer: neurons splatted by a compute shader with 32-bit atomicMin keys, then presented.
+
+Pass 1 (``raster.comp``), per visible layer: project each neuron and atomicMin ``depth | colour code`` into
+a key buffer of one uint per pixel. Pass 2 (``present.frag``): turn keys into colour and depth in the bound
+framebuffer, so panels and the HUD can be drawn over it with an ordinary depth test. On llvmpipe this is
+~8x faster than point sprites at 11 M neurons; on datacenter GPUs compute reaches every SM, where the
+vertex/fragment path reaches a few.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..gpu.buffer import Buffer
+from ..gpu.program import Program
+from .frame import FrameParams
+
+if TYPE_CHECKING:
+    from ..gpu.cloud import NeuronCloud
+    from ..gpu.context import GLContext
+
+__all__ = ["EMPTY_KEY", "ComputeNeurons"]
+
+EMPTY_KEY = 0xFFFFFFFF
+
+
+class ComputeNeurons:
+    """Draws a :class:`NeuronCloud` through the compute rasterizer."""
+
+    name = "compute"
+
+    def __init__(self, ctx: GLContext) -> None:
+        from OpenGL import GL
+
+        self.ctx = ctx
+        self.raster = Program(ctx, compute="raster.comp", label="raster")
+        self.present = Program(ctx, vertex="fullscreen.vert", fragment="present.frag", label="present")
+        self.keys: Buffer | None = None
+        self._vao = GL.glGenVertexArrays(1)
+
+    def _keys_for(self, width: int, height: int) -> Buffer:
+        need = width * height * 4
+        if self.keys is None or self.keys.nbytes != need:
+            if self.keys is not None:
+                self.keys.delete()
+            self.keys = Buffer(self.ctx, need, label="raster keys")
+        return self.keys
+
+    def rasterize(self, cloud: NeuronCloud, frame: FrameParams, layers: list[int]) -> int:
+        """Pass 1: fill the key buffer; returns the number of neurons processed."""
+        from OpenGL import GL
+
+        keys = self._keys_for(frame.width, frame.height)
+        keys.clear_uint(EMPTY_KEY)
+        keys.bind_base(GL.GL_SHADER_STORAGE_BUFFER, 1)
+        p = self.raster.use()
+        p.set(**frame.uniforms(), u_lut=0)
+        drawn = 0
+        for i in layers:
+            layer = cloud.layers[i]
+            p.set(**layer.uniforms())
+            cloud.values.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, layer.byte_offset, layer.nbytes)
+            p.dispatch(layer.slab.count)
+            drawn += layer.slab.count
+        GL.glMemoryBarrier(GL.GL_SHADER_STORAGE_BARRIER_BIT)
+        return drawn
+
+    def resolve(self, cloud: NeuronCloud, frame: FrameParams) -> None:
+        """Pass 2: keys to colour and depth in the bound framebuffer."""
+        from OpenGL import GL
+
+        assert self.keys is not None
+        GL.glEnable(GL.GL_DEPTH_TEST)
+        GL.glDepthFunc(GL.GL_ALWAYS)
+        GL.glDisable(GL.GL_BLEND)
+        self.keys.bind_base(GL.GL_SHADER_STORAGE_BUFFER, 1)
+        self.present.use().set(u_viewport=(frame.width, frame.height), u_depth=frame.uniforms()["u_depth"], u_lut=0)
+        cloud.lut.bind(0)
+        GL.glBindVertexArray(self._vao)
+        GL.glDrawArrays(GL.GL_TRIANGLES, 0, 3)
+        GL.glBindVertexArray(0)
+        GL.glDepthFunc(GL.GL_LESS)
+
+    def draw(self, cloud: NeuronCloud, frame: FrameParams, layers: list[int]) -> int:
+        drawn = self.rasterize(cloud, frame, layers)
+        self.resolve(cloud, frame)
+        return drawn
+
+    def read_keys(self) -> "object":
+        """The key buffer (height, width) uint32, bottom row first (tests)."""
+        import numpy as np
+
+        assert self.keys is not None
+        return self.keys.read(dtype=np.uint32)
+
+    def close(self) -> None:
+        from OpenGL import GL
+
+        if self._vao:
+            GL.glDeleteVertexArrays(1, [self._vao])
+            self._vao = 0
+        for obj in (self.raster, self.present, self.keys):
+            if obj is not None:
+                obj.delete()

@@ -1,0 +1,111 @@
+"""One frame: clear, neurons (through the chosen renderer), panels, HUD, into any render target.
+
+``renderer="auto"`` takes the compute rasterizer where it wins: software GL (llvmpipe), datacenter GPUs
+(vertex/fragment work reaches only a few of their SMs) and clouds above ``AUTO_COMPUTE_ABOVE`` neurons;
+elsewhere the point-sprite path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from ..colormap import BACKGROUND
+from .frame import FrameParams, visible_layers
+from .hud import Curves, Hud
+from .neurons import InstancedNeurons
+from .panels import Panels
+from .raster import ComputeNeurons
+
+if TYPE_CHECKING:
+    from ..camera import Camera
+    from ..gpu.cloud import NeuronCloud
+    from ..gpu.context import GLContext, GLInfo
+
+__all__ = ["AUTO_COMPUTE_ABOVE", "RENDERERS", "FrameStats", "SceneRenderer", "Target", "choose_renderer"]
+
+RendererName = Literal["auto", "instanced", "compute"]
+RENDERERS = ("auto", "instanced", "compute")
+AUTO_COMPUTE_ABOVE = 2_000_000
+_DATACENTER = ("h100", "h200", "h800", "a100", "a800", "a30", "a10", "l40", "l4", "tesla", "gh200", "b200")
+
+
+def choose_renderer(requested: str, info: GLInfo, neurons: int) -> str:
+    """Resolve ``auto`` to ``compute`` or ``instanced`` for this GL driver and point count."""
+    if requested not in RENDERERS:
+        from ..errors import InputError
+
+        raise InputError(f"unknown renderer {requested!r}: use one of {', '.join(RENDERERS)}")
+    if requested != "auto":
+        return requested
+    renderer = info.renderer.lower()
+    datacenter = any(k in renderer.split() or k in renderer.replace("-", " ").split() for k in _DATACENTER)
+    if info.software or datacenter or neurons > AUTO_COMPUTE_ABOVE:
+        return "compute"
+    return "instanced"
+
+
+class Target(Protocol):
+    width: int
+    height: int
+
+    def bind(self) -> None: ...
+
+
+@dataclass
+class FrameStats:
+    renderer: str
+    neurons_drawn: int
+    layers_drawn: int
+    cpu_ms: float  # time to issue the frame (GPU work may still run, unless ``finish``)
+
+
+class SceneRenderer:
+    """Draws a :class:`NeuronCloud` with its panels and a HUD; owns the GL programs it uses."""
+
+    def __init__(self, ctx: GLContext, cloud: NeuronCloud, renderer: str = "auto") -> None:
+        self.ctx = ctx
+        self.cloud = cloud
+        self.renderer = choose_renderer(renderer, ctx.info, cloud.layout.count)
+        self.neurons = ComputeNeurons(ctx) if self.renderer == "compute" else InstancedNeurons(ctx)
+        self.panels = Panels(ctx)
+        self.hud = Hud(ctx)
+        self.show_panels = True
+
+    def render(
+        self,
+        camera: Camera,
+        target: Target,
+        *,
+        hud: Sequence[str] | None = None,
+        curves: Curves | None = None,
+        finish: bool = False,
+    ) -> FrameStats:
+        """Draw one frame into ``target``; with ``finish`` wait for the GPU (for timing)."""
+        from OpenGL import GL
+
+        t0 = time.perf_counter()
+        self.ctx.collect()
+        self.cloud.flush()
+        target.bind()
+        GL.glClearColor(*BACKGROUND, 1.0)
+        GL.glClearDepth(1.0)
+        GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
+        frame = FrameParams(camera, target.width, target.height)
+        layers = visible_layers(self.cloud.layout, frame.view_proj)
+        drawn = self.neurons.draw(self.cloud, frame, layers) if layers else 0
+        if self.show_panels:
+            self.panels.draw(self.cloud, frame)
+        if hud:
+            self.hud.update(hud, target.height, curves)
+            self.hud.draw(target.width, target.height)
+        if finish:
+            GL.glFinish()
+        return FrameStats(self.renderer, drawn, len(layers), (time.perf_counter() - t0) * 1e3)
+
+    def close(self) -> None:
+        self.neurons.close()
+        self.panels.close()
+        self.hud.close()

@@ -1,0 +1,37 @@
+#version 430
+// raster.comp: the compute rasterizer. One invocation per neuron of the current layer: project it and
+// atomicMin a 32-bit key into every pixel its disc covers. key = view depth (the top 22 bits of the float:
+// positive floats order as unsigned ints) | colour code (10 bits), so the nearest neuron wins and carries
+// its colour; present.frag turns keys into pixels.
+// Storage: s_values (binding 0, the layer's values as a range), s_keys (binding 1, width * height keys).
+#include "common/camera.glsl"
+#include "common/layer.glsl"
+#include "common/colormap.glsl"
+
+layout(local_size_x = 256) in;
+layout(std430, binding = 0) readonly buffer Values { float s_values[]; };
+layout(std430, binding = 1) buffer Keys { uint s_keys[]; };
+
+void main() {
+    uint i = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * gl_WorkGroupSize.x
+             + gl_LocalInvocationID.x;
+    if (i >= u_count) return;
+    Splat s = project_neuron(neuron_position(i), u_diameter);
+    if (!s.visible) return;
+    uint key = (floatBitsToUint(s.w) & 0xFFFFFC00u) | colour_code(s_values[i]);
+    ivec2 size = ivec2(u_viewport);
+    ivec2 c = min(ivec2(floor(s.centre)), size - 1);
+    if (s.radius <= 0.5) {
+        atomicMin(s_keys[c.y * size.x + c.x], key);
+        return;
+    }
+    ivec2 lo = max(ivec2(ceil(s.centre - s.radius - 0.5)), ivec2(0));
+    ivec2 hi = min(ivec2(floor(s.centre + s.radius - 0.5)), size - 1);
+    for (int y = lo.y; y <= hi.y; ++y) {
+        for (int x = lo.x; x <= hi.x; ++x) {
+            if (splat_covers(vec2(x, y) + 0.5, s.centre, s.radius)) {
+                atomicMin(s_keys[y * size.x + x], key);
+            }
+        }
+    }
+}
