@@ -1,0 +1,69 @@
+"""glnet: every neuron of a PyTorch model as a 3D point cloud you can fly through, drawn with OpenGL.
+
+The data flows through one module per stage::
+
+    model + input -> capture -> layout -> gpu (buffers, textures, interop) -> render -> camera -> app (window/offscreen)
+
+The public API is re-exported here and imported lazily, so ``import glnet`` stays cheap and does not touch
+OpenGL (which must be configured for EGL or GLX before it is first imported).
+
+Example::
+
+    import glnet, torch, torchvision
+    trace = glnet.capture(model, x)                       # activations, shapes, weights
+    glnet.render_snapshot(trace, size=(1920, 1080)).save("model.png")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "capture": "glnet.capture",
+    "Trace": "glnet.capture",
+    "LayerRecord": "glnet.capture",
+    "build_layout": "glnet.layout",
+    "Layout": "glnet.layout",
+    "Camera": "glnet.camera",
+    "FlyController": "glnet.camera",
+    "named_camera": "glnet.camera",
+    "GLContext": "glnet.gpu.context",
+    "configure_platform": "glnet.gpu.context",
+    "NeuronCloud": "glnet.gpu.cloud",
+    "Visualization": "glnet.app",
+    "Viewer": "glnet.app",
+    "render_snapshot": "glnet.app",
+    "render_tour": "glnet.app",
+    "layout_for": "glnet.app",
+    "trace_model": "glnet.pipeline",
+    "load_model": "glnet.models",
+    "load_weights": "glnet.models",
+    "test_image": "glnet.inputs",
+    "GlnetError": "glnet.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .app import Viewer, Visualization, layout_for, render_snapshot, render_tour
+    from .camera import Camera, FlyController, named_camera
+    from .capture import LayerRecord, Trace, capture
+    from .errors import GlnetError
+    from .gpu.cloud import NeuronCloud
+    from .gpu.context import GLContext, configure_platform
+    from .inputs import test_image
+    from .layout import Layout, build_layout
+    from .models import load_model, load_weights
+    from .pipeline import trace_model
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'glnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,251 @@
+"""The ``glnet`` command: view, snapshot, train, bench, info.
+
+Every user error is a :class:`glnet.errors.GlnetError` and prints as one line (``glnet: error: ...``) with exit
+status 2; an interrupted command exits 130. Only bugs print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import GlnetError, InputError
+
+__all__ = ["build_parser", "main"]
+
+_EPILOG = """\
+MODEL is a torchvision model name (random weights unless --weights is given; nothing is downloaded),
+a package.module:callable returning an nn.Module, or a TorchScript file.
+Examples:
+  glnet view resnet50                     fly through ResNet-50 (a video when there is no display)
+  glnet snapshot vgg16 --out vgg16.png --size 1920x1080 --stats-json vgg16.json
+  glnet snapshot resnet18 --input cat.jpg --weights resnet18.pth --camera layer:conv1 --out conv1.png
+"""
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _size(text: str) -> tuple[int, int]:
+    from .inputs import parse_size
+
+    return parse_size(text)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="torchvision model name, package.module:callable, or TorchScript file")
+    p.add_argument("--input", metavar="IMAGE", help="image file to feed the model (default: a built-in test image)")
+    p.add_argument("--weights", metavar="FILE", help="state dict to load (read with weights_only=True: never runs code)")
+    p.add_argument(
+        "--input-size", type=int, default=224, metavar="N", help="side of the model's square input in pixels (default 224)"
+    )
+    p.add_argument(
+        "--granularity",
+        choices=("layer", "leaf"),
+        default="layer",
+        help="layer: every Conv/Linear/pooling output, shown after its activation (default); leaf: every leaf module",
+    )
+    p.add_argument("--device", default="cpu", help="torch device to run the model on (cpu, cuda, cuda:1; default cpu)")
+    p.add_argument(
+        "--renderer",
+        choices=("auto", "instanced", "compute"),
+        default="auto",
+        help="instanced: GL point sprites; compute: compute-shader rasterizer; auto picks the faster here",
+    )
+    p.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="window or image size (default 1280x720)")
+    p.add_argument("--seed", type=int, default=0, help="seed for random weights and the test image (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glnet",
+        description="Fly through every neuron of a PyTorch model: activations, weights and training, drawn with OpenGL.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    v = sub.add_parser(
+        "view",
+        help="fly through a model in a window (or render a fly-through video without a display)",
+        description="Open a window to fly through MODEL: WASD/arrows move, mouse drag looks, wheel sets speed, "
+        "Q/E roll, Space stops, R resets, PgUp/PgDn next/previous layer, F11 fullscreen, Esc quits. "
+        "With no display (or --headless) render the scripted fly-through to a video instead.",
+    )
+    _add_model_args(v)
+    v.add_argument("--fullscreen", action="store_true", help="start fullscreen")
+    v.add_argument("--headless", action="store_true", help="render a fly-through video even if a display exists")
+    v.add_argument("--out", metavar="VIDEO", help="headless output: .mp4, .gif or a folder for PNGs (default glnet-MODEL.mp4)")
+    v.add_argument("--seconds", type=float, default=6.0, help="headless video length (default 6)")
+    v.add_argument("--fps", type=float, default=30.0, help="headless video frame rate (default 30)")
+    v.set_defaults(run=_cmd_view)
+
+    s = sub.add_parser(
+        "snapshot",
+        help="render one image of a model headless",
+        description="Render MODEL's neurons to an image offscreen (EGL), and optionally its statistics as JSON.",
+    )
+    _add_model_args(s)
+    s.add_argument("--out", required=True, metavar="FILE.png", help="image to write (PNG or JPEG)")
+    s.add_argument(
+        "--camera",
+        metavar="NAME|JSON",
+        help='overview (default), front, side, top, back, layer:<index|name>, or JSON {"position": [x,y,z], '
+        '"look_at": [x,y,z], "up": [x,y,z], "fov": deg} (inline or a .json file)',
+    )
+    s.add_argument("--stats-json", metavar="FILE", help="write model, neuron counts, layers, renderer and frame time")
+    s.add_argument("--no-hud", action="store_true", help="leave the text overlay out of the image")
+    s.set_defaults(run=_cmd_snapshot)
+
+    i = sub.add_parser("info", help="report the OpenGL driver, capabilities and CUDA interop status")
+    i.set_defaults(run=_cmd_info)
+    return parser
+
+
+def _prepare(args: argparse.Namespace):  # noqa: ANN202 - returns glnet.pipeline.Prepared
+    from .pipeline import trace_model
+
+    t0 = time.perf_counter()
+    _say(f"glnet: building {args.model} and capturing its activations ...")
+    prep = trace_model(
+        args.model,
+        image=args.input,
+        weights=args.weights,
+        input_size=args.input_size,
+        granularity=args.granularity,
+        device=args.device,
+        seed=args.seed,
+    )
+    tr = prep.trace
+    _say(f"glnet: {tr.neurons:,} neurons in {len(tr.layers)} layers ({time.perf_counter() - t0:.1f} s)")
+    bad = [(r.name, int((~r.value.isfinite()).sum())) for r in tr.layers]
+    bad = [(n, k) for n, k in bad if k]
+    if bad:
+        _say(
+            f"glnet: note: {len(bad)} layer(s) hold NaN/Inf (first: {bad[0][0]}, {bad[0][1]:,} values); "
+            "NaN is drawn magenta, +Inf green, -Inf dark green"
+        )
+    return prep
+
+
+def _layers_json(trace: Any) -> list[dict[str, Any]]:
+    return [{"name": r.name, "kind": r.kind, "shape": list(r.shape), "neurons": r.neurons} for r in trace.layers]
+
+
+def _cmd_snapshot(args: argparse.Namespace) -> int:
+    from .gpu.context import configure_platform
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise InputError(f"--out must end in .png or .jpg, not {out.name!r}")
+    configure_platform(headless=True)
+    t0 = time.perf_counter()
+    prep = _prepare(args)
+    from .app import render_snapshot
+
+    snap = render_snapshot(
+        prep.trace, size=args.size, camera=args.camera, renderer=args.renderer, hud=not args.no_hud
+    )
+    snap.save(out)
+    wall = time.perf_counter() - t0
+    w, h = args.size
+    _say(
+        f"glnet: wrote {out} ({w}x{h}, {snap.neurons_drawn:,} neurons drawn, {snap.renderer} on {snap.gl_renderer}, "
+        f"frame {snap.frame_ms:.1f} ms, {wall:.1f} s in all)"
+    )
+    if args.stats_json:
+        stats = {
+            "model": prep.spec.name,
+            "neurons": snap.neurons_drawn,
+            "layers": _layers_json(prep.trace),
+            "width": w,
+            "height": h,
+            "renderer": snap.renderer,
+            "gl_renderer": snap.gl_renderer,
+            "frame_ms": round(snap.frame_ms, 3),
+            "frame_ms_samples": [round(t, 3) for t in snap.frame_times],
+            "wall_s": round(wall, 3),
+            "granularity": args.granularity,
+            "input": args.input or "builtin:test_image",
+            "camera": args.camera or "overview",
+        }
+        p = Path(args.stats_json)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from .gpu.context import configure_platform, has_display
+
+    headless = args.headless or not has_display()
+    configure_platform(headless=headless)
+    prep = _prepare(args)
+    if headless:
+        from .app import render_tour
+
+        out = args.out or f"glnet-{Path(prep.spec.name).name}.mp4"
+        why = "--headless" if args.headless else "no display"
+        _say(f"glnet: {why}: rendering a {args.seconds:g} s fly-through to {out}")
+
+        def progress(k: int, n: int) -> None:
+            if k == n or k % max(1, n // 10) == 0:
+                _say(f"glnet:   frame {k}/{n}")
+
+        info = render_tour(
+            prep.trace, out, size=args.size, seconds=args.seconds, fps=args.fps, renderer=args.renderer, progress=progress
+        )
+        _say(
+            f"glnet: wrote {info['path']} ({info['frames']} frames, {info['renderer']} on {info['gl_renderer']}, "
+            f"median frame {info['frame_ms']:.1f} ms)"
+        )
+        return 0
+    from .app import Viewer
+
+    viewer = Viewer(prep.trace, size=args.size, fullscreen=args.fullscreen, renderer=args.renderer, title=f"glnet - {prep.spec.name}")
+    _say(f"glnet: flying through {prep.spec.name} ({viewer.vis.renderer}); Esc quits")
+    viewer.run()
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .gpu.context import GLContext, configure_platform
+    from .gpu.interop import interop_status
+
+    configure_platform(headless=True)
+    with GLContext.offscreen() as ctx:
+        i = ctx.info
+        print(f"OpenGL     {i.version}")
+        print(f"renderer   {i.renderer} ({i.vendor}){' [software]' if i.software else ''}")
+        print(f"GLSL       {i.glsl}")
+        print(f"compute    {'yes' if i.compute else 'no'}; max texture {i.max_texture_size}; max SSBO {i.max_ssbo_block_size >> 20} MiB")
+    ok, why = interop_status()
+    print(f"cuda-gl    {'available' if ok else 'unavailable: ' + why}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the glnet command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except GlnetError as e:
+        print(f"glnet: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("glnet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
