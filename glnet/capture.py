@@ -217,14 +217,21 @@ class _Recorder:
         self.producer: dict[int, int] = {}
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.stack: list[int] = []  # calls recorded when each open module call began
+
+    def enter(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
+        self.stack.append(len(self.calls))
 
     def hook(self, name: str, module: nn.Module) -> Callable[..., None]:
         type_name = type(module).__name__
         kind = layer_kind(module)
 
         def on_forward(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            began = self.stack.pop() if self.stack else len(self.calls)
             out = _first_tensor(output)
-            if out is None:
+            # A module is recorded when nothing inside its call was: leaves, and containers such as
+            # MultiheadAttention whose children hold parameters but are never called.
+            if out is None or len(self.calls) != began:
                 return
             with self.lock:
                 n = self.counts.get(name, 0)
@@ -328,9 +335,8 @@ def capture(
     was_training = model.training
     try:
         for name, module in model.named_modules():
-            is_leaf = next(module.children(), None) is None
-            if is_leaf or layer_kind(module) in _LAYER_KINDS:
-                handles.append(module.register_forward_hook(rec.hook(name or type(module).__name__, module)))
+            handles.append(module.register_forward_pre_hook(rec.enter))
+            handles.append(module.register_forward_hook(rec.hook(name or type(module).__name__, module)))
         if eval_mode:
             model.eval()
         try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GlnetError, InputError
+from .inputs import parse_size
 
 __all__ = ["build_parser", "main"]
 
@@ -30,12 +31,6 @@ Examples:
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _size(text: str) -> tuple[int, int]:
-    from .inputs import parse_size
-
-    return parse_size(text)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -58,7 +53,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="instanced: GL point sprites; compute: compute-shader rasterizer; auto picks the faster here",
     )
-    p.add_argument("--size", type=_size, default=(1280, 720), metavar="WxH", help="window or image size (default 1280x720)")
+    p.add_argument("--size", default="1280x720", metavar="WxH", help="window or image size (default 1280x720)")
     p.add_argument("--seed", type=int, default=0, help="seed for random weights and the test image (default 0)")
 
 
@@ -144,17 +139,20 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise InputError(f"--out must end in .png or .jpg, not {out.name!r}")
+    size = parse_size(args.size)
     configure_platform(headless=True)
     t0 = time.perf_counter()
-    prep = _prepare(args)
     from .app import render_snapshot
+    from .gpu.context import GLContext
 
-    snap = render_snapshot(
-        prep.trace, size=args.size, camera=args.camera, renderer=args.renderer, hud=not args.no_hud
-    )
+    with GLContext.offscreen() as ctx:  # fail fast, before building the model, when there is no GL
+        prep = _prepare(args)
+        snap = render_snapshot(
+            prep.trace, size=size, camera=args.camera, renderer=args.renderer, hud=not args.no_hud, ctx=ctx
+        )
     snap.save(out)
     wall = time.perf_counter() - t0
-    w, h = args.size
+    w, h = size
     _say(
         f"glnet: wrote {out} ({w}x{h}, {snap.neurons_drawn:,} neurons drawn, {snap.renderer} on {snap.gl_renderer}, "
         f"frame {snap.frame_ms:.1f} ms, {wall:.1f} s in all)"
@@ -184,11 +182,17 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 def _cmd_view(args: argparse.Namespace) -> int:
     from .gpu.context import configure_platform, has_display
 
+    size = parse_size(args.size)
+    if not (0 < args.seconds <= 3600 and 0 < args.fps <= 240):
+        raise InputError("--seconds must be in (0, 3600] and --fps in (0, 240]")
     headless = args.headless or not has_display()
     configure_platform(headless=headless)
-    prep = _prepare(args)
     if headless:
         from .app import render_tour
+        from .gpu.context import GLContext
+
+        ctx = GLContext.offscreen()  # fail fast when there is no GL
+        prep = _prepare(args)
 
         out = args.out or f"glnet-{Path(prep.spec.name).name}.mp4"
         why = "--headless" if args.headless else "no display"
@@ -198,9 +202,13 @@ def _cmd_view(args: argparse.Namespace) -> int:
             if k == n or k % max(1, n // 10) == 0:
                 _say(f"glnet:   frame {k}/{n}")
 
-        info = render_tour(
-            prep.trace, out, size=args.size, seconds=args.seconds, fps=args.fps, renderer=args.renderer, progress=progress
-        )
+        try:
+            info = render_tour(
+                prep.trace, out, size=size, seconds=args.seconds, fps=args.fps, renderer=args.renderer,
+                ctx=ctx, progress=progress,
+            )
+        finally:
+            ctx.close()
         _say(
             f"glnet: wrote {info['path']} ({info['frames']} frames, {info['renderer']} on {info['gl_renderer']}, "
             f"median frame {info['frame_ms']:.1f} ms)"
@@ -208,7 +216,8 @@ def _cmd_view(args: argparse.Namespace) -> int:
         return 0
     from .app import Viewer
 
-    viewer = Viewer(prep.trace, size=args.size, fullscreen=args.fullscreen, renderer=args.renderer, title=f"glnet - {prep.spec.name}")
+    prep = _prepare(args)
+    viewer = Viewer(prep.trace, size=size, fullscreen=args.fullscreen, renderer=args.renderer, title=f"glnet - {prep.spec.name}")
     _say(f"glnet: flying through {prep.spec.name} ({viewer.vis.renderer}); Esc quits")
     viewer.run()
     return 0

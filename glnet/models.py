@@ -12,6 +12,7 @@ import difflib
 import importlib
 import os
 import pickle
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +154,9 @@ def _load_torchscript(path: Path, input_size: int, device: torch.device) -> Mode
     if not path.is_file():
         raise ModelError(f"model file {str(path)!r} does not exist")
     try:
-        model = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript files remain loadable
+            model = torch.jit.load(str(path), map_location=device)
     except Exception as e:
         hint = ""
         if zipfile.is_zipfile(path):

@@ -71,4 +71,5 @@ class GLObject:
             self.ctx.defer_delete(self.kind, self.glo)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.glo} {self.label!r}{' deleted' if self.deleted else ''}>"
+        glo, label = getattr(self, "glo", None), getattr(self, "label", "")
+        return f"<{type(self).__name__} {glo} {label!r}{' deleted' if getattr(self, 'deleted', False) else ''}>"

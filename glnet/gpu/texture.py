@@ -43,9 +43,9 @@ class Texture2D(GLObject):
 
         if fmt not in _FORMATS:
             raise ValueError(f"unknown texture format {fmt!r}; one of {sorted(_FORMATS)}")
-        limit = ctx.max_texture_size
+        limit = ctx.info.max_texture_size
         if not (0 < width <= limit and 0 < height <= limit):
-            raise ValueError(f"texture {width}x{height} exceeds the limit {limit} (use TiledTexture)")
+            raise ValueError(f"texture {width}x{height} exceeds the driver's limit {limit} (use TiledTexture)")
         ctx.make_current()
         glo = GL.glGenTextures(1)
         GL.glBindTexture(GL.GL_TEXTURE_2D, glo)
@@ -115,7 +115,8 @@ class TextureTile:
 
 
 class TiledTexture:
-    """An image of any size, split into textures no larger than the context's ``max_texture_size``."""
+    """An image of any size, split into textures no larger than ``ctx.max_texture_size`` (the driver's limit,
+    which tests lower to exercise tiling on small data)."""
 
     def __init__(self, ctx: GLContext, data: np.ndarray, fmt: str = "r32f", *, label: str = "") -> None:
         self.width, self.height = int(data.shape[1]), int(data.shape[0])

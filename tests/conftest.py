@@ -1,0 +1,90 @@
+"""Shared fixtures: one headless EGL context per session, GL error checks around GL tests, tiny models.
+
+GL tests are skipped (with the reason) when no OpenGL 4.3 context can be made; on CI the Mesa packages that
+``install.sh`` installs make them run. Each GL test fails if it leaves a GL error behind.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from glnet.gpu.context import configure_platform
+
+configure_platform(headless=True)
+
+_ctx = None
+_why_not = None
+
+
+def _context():
+    global _ctx, _why_not
+    if _ctx is None and _why_not is None:
+        from glnet.errors import GLUnavailableError
+        from glnet.gpu.context import GLContext
+
+        try:
+            _ctx = GLContext.offscreen()
+        except GLUnavailableError as e:
+            _why_not = str(e)
+    return _ctx
+
+
+@pytest.fixture(scope="session")
+def gl_ctx():
+    ctx = _context()
+    if ctx is None:
+        pytest.skip(f"no OpenGL 4.3 context: {_why_not}")
+    yield ctx
+
+
+@pytest.fixture
+def gl(gl_ctx):
+    """The session context, current, with glGetError clean before and checked after the test."""
+    from OpenGL import GL
+
+    gl_ctx.make_current()
+    while GL.glGetError() != GL.GL_NO_ERROR:
+        pass
+    yield gl_ctx
+    gl_ctx.make_current()
+    err = GL.glGetError()
+    assert err == GL.GL_NO_ERROR, f"the test left GL error 0x{err:04x}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _ctx is not None:
+        _ctx.close()
+
+
+class TinyNet(nn.Module):
+    """conv-bn-relu(inplace) / maxpool / conv-relu / avgpool / linear: every layer kind, a few hundred neurons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(4, 6, 3, padding=1)
+        self.act2 = nn.ReLU()
+        self.avg = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.relu(self.bn1(self.conv1(x))))
+        x = self.avg(self.act2(self.conv2(x)))
+        return self.fc(torch.flatten(x, 1))
+
+
+@pytest.fixture
+def tiny_net() -> TinyNet:
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so the in-place ReLU test means something
+        net.bn1.running_mean.uniform_(-0.5, 0.5)
+        net.bn1.running_var.uniform_(0.5, 2.0)
+        net.bn1.weight.uniform_(0.5, 1.5)
+        net.bn1.bias.uniform_(-0.5, 0.5)
+    return net
