@@ -122,7 +122,7 @@ class Visualization:
         lines = [
             f"{self.trace.model_name or 'model'}  ·  {total:,} neurons  ·  {self.renderer}",
             f"layer {i + 1}/{len(self.layout.slabs)}: {rec.name} ({rec.module_type}"
-            + (f" -> {rec.shown.split('.')[-1]}" if rec.shown else "")
+            + (f" -> {rec.shown_type}" if rec.shown_type else "")
             + ")",
             f"shape {_fmt_shape(rec.shape)}  ·  range {rng.lo:.3g} … {rng.hi:.3g}"
             + (f"  ·  {rng.nonfinite:,} NaN/Inf" if rng.nonfinite else ""),

@@ -383,6 +383,7 @@ def _build_trace(
                 value=_to_canonical(value, grid, s.channels_last),
                 weight=weight.detach() if isinstance(weight, torch.Tensor) else None,
                 shown=s.name if shown != i else None,
+                shown_type=s.type_name if shown != i else None,
                 channels_last=s.channels_last,
             )
         )

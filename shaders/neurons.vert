@@ -13,7 +13,7 @@ flat out float v_radius;
 
 void main() {
     uint i = uint(gl_VertexID);
-    Splat s = project_neuron(neuron_position(i), u_diameter);
+    Splat s = project_cell(neuron_cell(i));
     v_code = colour_code(s_values[i]);
     v_centre = s.centre;
     v_radius = s.radius;

@@ -46,14 +46,13 @@ class LayerGPU:
         return self.slab.count * BYTES_PER_NEURON
 
     def uniforms(self) -> dict[str, object]:
+        """The layer's own uniforms (``layer.glsl``, ``colormap.glsl``); the camera adds its plane per frame."""
         s = self.slab
         c, h, w = s.grid
         return {
             "u_grid": (c, h, w, s.tiles_x),
             "u_gap": s.gap,
-            "u_origin": s.origin,
-            "u_spacing": s.spacing,
-            "u_diameter": s.point_size,
+            "u_inv": (1.0 / (h * w), 1.0 / w, 1.0 / s.tiles_x),
             "u_count": s.count,
             "u_range": (self.range.lo, self.range.scale),
             "u_diverging": int(self.range.diverging),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..camera import Camera
-from ..layout import Layout
+from ..layout import Layout, Slab
 
 __all__ = ["MAX_RADIUS_PX", "FrameParams", "visible_layers"]
 
@@ -25,13 +25,26 @@ class FrameParams:
         self.projection = self.camera.projection_matrix(self.width / self.height)
         self.view_proj = self.projection @ self.camera.view_matrix()
 
+        self.focal_px = self.camera.focal_px(self.height)
+
     def uniforms(self) -> dict[str, object]:
+        """Per-frame uniforms shared by every program."""
         return {
             "u_view_proj": self.view_proj,
             "u_viewport": (self.width, self.height),
-            "u_focal_px": self.camera.focal_px(self.height),
             "u_max_radius": self.max_radius,
             "u_depth": (self.projection[2, 2], self.projection[2, 3]),
+        }
+
+    def slab_uniforms(self, slab: Slab) -> dict[str, object]:
+        """The slab's plane in clip space (``camera.glsl``): origin and one cell right and down."""
+        x, y, z = slab.origin
+        vp = self.view_proj
+        return {
+            "u_clip_origin": vp @ np.array([x, y, z, 1.0]),
+            "u_clip_dx": vp[:, 0] * slab.spacing,
+            "u_clip_dy": -vp[:, 1] * slab.spacing,
+            "u_radius_k": 0.5 * slab.point_size * self.focal_px,
         }
 
 

@@ -46,7 +46,7 @@ class InstancedNeurons:
         drawn = 0
         for i in layers:
             layer = cloud.layers[i]
-            p.set(**layer.uniforms())
+            p.set(**layer.uniforms(), **frame.slab_uniforms(layer.slab))
             cloud.values.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, layer.byte_offset, layer.nbytes)
             GL.glDrawArrays(GL.GL_POINTS, 0, layer.slab.count)
             drawn += layer.slab.count

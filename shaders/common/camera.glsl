@@ -1,20 +1,24 @@
 // camera.glsl: projecting a neuron to the window, identically in every renderer.
 //
-// Uniforms
-//   mat4  u_view_proj    projection * view (world -> clip)
+// Uniforms (per layer: the layer's plane in clip space, so a neuron costs a few multiply-adds)
+//   vec4  u_clip_origin  projection * view * (slab origin, 1)
+//   vec4  u_clip_dx      projection * view * (spacing, 0, 0, 0): one cell to the right
+//   vec4  u_clip_dy      projection * view * (0, -spacing, 0, 0): one cell down
+//   float u_radius_k     0.5 * disc diameter * focal length in pixels: the radius at view depth 1
 //   vec2  u_viewport     framebuffer size in pixels
-//   float u_focal_px     pixels per world unit at view depth 1 (0.5 * height / tan(fov / 2))
 //   float u_max_radius   largest splat radius in pixels
 //
-// A neuron is a disc of world diameter d. It covers pixel (px, py) when that pixel holds its centre or when
-// the pixel centre lies within the projected radius r = clamp(0.5 * d * u_focal_px / w, 0.5, u_max_radius).
-// Points whose centre is outside the clip volume are not drawn (as GL clips points).
+// A neuron is a disc. It covers pixel (px, py) when that pixel holds its centre or when the pixel centre
+// lies within the projected radius r = clamp(u_radius_k / w, 0.5, u_max_radius). Points whose centre is
+// outside the clip volume are not drawn (as GL clips points).
 #ifndef GLNET_CAMERA_GLSL
 #define GLNET_CAMERA_GLSL
 
-uniform mat4 u_view_proj;
+uniform vec4 u_clip_origin;
+uniform vec4 u_clip_dx;
+uniform vec4 u_clip_dy;
+uniform float u_radius_k;
 uniform vec2 u_viewport;
-uniform float u_focal_px;
 uniform float u_max_radius;
 
 struct Splat {
@@ -25,14 +29,14 @@ struct Splat {
     bool visible;
 };
 
-Splat project_neuron(vec3 world, float diameter) {
+Splat project_cell(vec2 cell) {
     Splat s;
-    s.clip = u_view_proj * vec4(world, 1.0);
+    s.clip = u_clip_origin + cell.x * u_clip_dx + cell.y * u_clip_dy;
     s.w = s.clip.w;
     s.visible = s.w > 0.0 && all(lessThanEqual(abs(s.clip.xyz), vec3(s.w)));
-    vec2 ndc = s.clip.xy / s.w;
-    s.centre = (ndc * 0.5 + 0.5) * u_viewport;
-    s.radius = clamp(0.5 * diameter * u_focal_px / s.w, 0.5, u_max_radius);
+    float inv_w = 1.0 / s.w;
+    s.centre = (s.clip.xy * inv_w * 0.5 + 0.5) * u_viewport;
+    s.radius = clamp(u_radius_k * inv_w, 0.5, u_max_radius);
     return s;
 }
 

@@ -3,32 +3,36 @@
 // Uniforms (set once per layer)
 //   uvec4 u_grid      (C, H, W, tiles_x): C feature maps of H x W neurons, tiled tiles_x per row
 //   uvec2 u_gap       empty cells between tiles (across, down)
-//   vec3  u_origin    world position of neuron 0: the slab's top-left corner
-//   float u_spacing   world distance between neighbouring neurons
-//   float u_diameter  world diameter of a neuron's disc
+//   vec3  u_inv       (1 / (H * W), 1 / W, 1 / tiles_x): divisions become multiplies (llvmpipe divides slowly)
 //   uint  u_count     neurons in the layer (C * H * W)
-// Mirrors glnet.layout.neuron_positions().
+// A neuron's cell (cx, cy) counts neuron spacings right and down from the slab's top-left corner; world
+// position = origin + spacing * (cx, -cy, 0). Mirrors glnet.layout.neuron_positions().
 #ifndef GLNET_LAYER_GLSL
 #define GLNET_LAYER_GLSL
 
 uniform uvec4 u_grid;
 uniform uvec2 u_gap;
-uniform vec3 u_origin;
-uniform float u_spacing;
-uniform float u_diameter;
+uniform vec3 u_inv;
 uniform uint u_count;
 
-vec3 neuron_position(uint i) {
+// q = n / d for unsigned ints: a float estimate, corrected to the exact quotient with integer ops.
+uint divide(uint n, uint d, float inv_d) {
+    uint q = uint(float(n) * inv_d);
+    int r = int(n) - int(q * d);
+    if (r < 0) q -= 1u;
+    else if (r >= int(d)) q += 1u;
+    return q;
+}
+
+vec2 neuron_cell(uint i) {
     uint hw = u_grid.y * u_grid.z;
-    uint ch = i / hw;
+    uint ch = divide(i, hw, u_inv.x);
     uint r = i - ch * hw;
-    uint row = r / u_grid.z;
+    uint row = divide(r, u_grid.z, u_inv.y);
     uint col = r - row * u_grid.z;
-    uint tx = ch % u_grid.w;
-    uint ty = ch / u_grid.w;
-    uint cx = tx * (u_grid.z + u_gap.x) + col;
-    uint cy = ty * (u_grid.y + u_gap.y) + row;
-    return u_origin + vec3(float(cx) * u_spacing, -float(cy) * u_spacing, 0.0);
+    uint ty = divide(ch, u_grid.w, u_inv.z);
+    uint tx = ch - ty * u_grid.w;
+    return vec2(float(tx * (u_grid.z + u_gap.x) + col), float(ty * (u_grid.y + u_gap.y) + row));
 }
 
 #endif
