@@ -96,6 +96,7 @@ class LayerRecord:
     value: torch.Tensor  # float32, contiguous, shape == grid, on the model's device
     weight: torch.Tensor | None = None  # the module's weight (a detached reference, not a copy)
     shown: str | None = None  # name of the activation whose output is shown, when one follows
+    shown_type: str | None = None  # that activation's class name, e.g. "ReLU"
     channels_last: bool = False
 
     @property
