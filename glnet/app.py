@@ -111,7 +111,12 @@ class Visualization:
         self.cloud.set_values(values, ranges)
 
     def layer_at(self, camera: Camera) -> int:
-        return self.layout.slab_index_at(float(camera.position[2]))
+        """The layer the camera is at: the nearest slab ahead of it along the flight axis (else the nearest)."""
+        z = float(camera.position[2])
+        ahead = [i for i, s in enumerate(self.layout.slabs) if (s.z - z) * camera.forward[2] > 0]
+        if not ahead:
+            return self.layout.slab_index_at(z)
+        return min(ahead, key=lambda i: abs(self.layout.slabs[i].z - z))
 
     def hud_lines(self, camera: Camera, frame_ms: float | None, stats: FrameStats | None = None) -> list[str]:
         i = self.layer_at(camera)
@@ -233,11 +238,13 @@ def render_tour(
         fb = Framebuffer(ctx, width, height)
         frames = max(2, int(round(seconds * fps)))
         times: list[float] = []
+        stats: FrameStats | None = None
         with VideoWriter(out, fps=fps) as writer:
             for k in range(frames):
                 cam = path(k / (frames - 1))
+                hud = vis.hud_lines(cam, times[-1] if times else None, stats)
                 t0 = time.perf_counter()
-                vis.render(cam, fb, hud=True, frame_ms=times[-1] if times else None, finish=True)
+                stats = vis.render(cam, fb, hud=hud, finish=True)
                 times.append((time.perf_counter() - t0) * 1e3)
                 writer.write(fb.read_rgba())
                 if progress is not None:
@@ -311,6 +318,7 @@ class Viewer:
         self.controller = FlyController(self.camera, self.vis.layout, aspect=w / h)
         self.screen = _Screen(self.canvas)
         self.frame_ms: float | None = None
+        self._stats: FrameStats | None = None
         self.frames = 0
         self.curves: Curves | None = None
         self._last = time.perf_counter()
@@ -350,7 +358,8 @@ class Viewer:
         if w == 0 or h == 0:
             return
         t0 = time.perf_counter()
-        self.vis.render(self.camera, self.screen, frame_ms=self.frame_ms, curves=self.curves, finish=True)
+        hud = self.vis.hud_lines(self.camera, self.frame_ms, self._stats)
+        self._stats = self.vis.render(self.camera, self.screen, hud=hud, curves=self.curves, finish=True)
         ms = (time.perf_counter() - t0) * 1e3
         self.frame_ms = ms if self.frame_ms is None else 0.8 * self.frame_ms + 0.2 * ms
         self.frames += 1

@@ -300,6 +300,10 @@ def layer_camera(layout: Layout, which: str | int, aspect: float = 16 / 9) -> Ca
     cam = _clip_planes(Camera(), layout)
     r = max(max(s.size) / 2, 4 * s.spacing)
     dist = _fit_distance(r, cam, aspect) * 1.1
+    # stay in the gap in front of the layer, so the previous one (or the input) does not block the view
+    in_front = layout.slabs[index - 1].z if index > 0 else (layout.input_panel.origin[2] if layout.input_panel else None)
+    if in_front is not None:
+        dist = min(dist, 0.85 * (in_front - s.z))
     cam.position = s.centre + np.array([0.0, 0.0, dist])
     return cam.look_at(s.centre)
 
@@ -329,27 +333,39 @@ def camera_from_spec(spec: str | None, layout: Layout, aspect: float = 16 / 9) -
 
 
 def tour(layout: Layout, aspect: float = 16 / 9) -> Callable[[float], Camera]:
-    """A scripted fly-through: ``t`` in [0, 1] from the overview down the side of the network, turning to
-    face the slabs, to the output. Used for headless videos and benchmarks."""
+    """A scripted fly-through, ``t`` in [0, 1]: hold the overview, glide down beside the stack looking ahead at
+    the coming layers, then turn to face the output layer. Used for headless videos and benchmarks."""
     start = named_camera("overview", layout, aspect)
-    lo, hi = layout.bounds()
-    side = max(max(s.size) for s in layout.slabs)
-    path_x = hi[0] * 0.35 + 0.35 * side
+    start_target = start.position + start.forward * np.linalg.norm(start.position - np.mean(layout.bounds(), axis=0))
+    end = layer_camera(layout, len(layout.slabs) - 1, aspect)
+    end_target = layout.slabs[-1].centre
     zs = np.array([s.z for s in layout.slabs])
+    sides = np.array([max(max(s.size), 4 * s.spacing) for s in layout.slabs])
+    k = min(5, len(sides))
+    smooth = np.convolve(np.pad(sides, (k // 2, k - 1 - k // 2), mode="edge"), np.ones(k) / k, mode="valid")
+
+    def glide(u: float) -> tuple[np.ndarray, np.ndarray]:
+        z = zs[0] + u * (zs[-1] - zs[0])
+        side = float(np.interp(-z, -zs, smooth))
+        eye = np.array([1.1 * side, 0.45 * side, z + 0.9 * side])
+        return eye, np.array([0.0, 0.0, z - 1.2 * side])
+
+    def blend(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], w: float) -> Camera:
+        w = w * w * (3 - 2 * w)
+        cam = start.copy()
+        cam.position = (1 - w) * a[0] + w * b[0]
+        return cam.look_at((1 - w) * a[1] + w * b[1])
 
     def at(t: float) -> Camera:
         t = min(max(t, 0.0), 1.0)
-        ease = t * t * (3 - 2 * t)
-        if ease < 0.15:
+        if t < 0.12:
             return start.copy()
-        u = (ease - 0.15) / 0.85
-        z = zs[0] + 0.5 * side + u * (zs[-1] - zs[0] - 0.5 * side)
-        cam = start.copy()
-        k = min(1.0, u * 4)
-        cam.position = (1 - k) * start.position + k * np.array([path_x, 0.25 * side, z])
-        ahead = np.array([0.0, 0.0, z - 1.2 * side])
-        cam.look_at((1 - k) * (start.position + start.forward * side) + k * ahead)
-        return cam
+        if t < 0.25:
+            return blend((start.position, start_target), glide(0.0), (t - 0.12) / 0.13)
+        if t < 0.85:
+            u = (t - 0.25) / 0.6
+            return blend(glide(u), glide(u), 0.0)
+        return blend(glide(1.0), (end.position, end_target), (t - 0.85) / 0.15)
 
     return at
 
