@@ -80,13 +80,22 @@ def _fmt_shape(shape: Sequence[int]) -> str:
 class Visualization:
     """A trace on the GPU, ready to draw from any camera into any target."""
 
-    def __init__(self, ctx: GLContext, trace: Trace, *, renderer: str = "auto", weights: bool = True) -> None:
+    def __init__(
+        self,
+        ctx: GLContext,
+        trace: Trace,
+        *,
+        renderer: str = "auto",
+        weights: bool = True,
+        lod: bool = False,
+        max_neurons: int | None = None,
+    ) -> None:
         self.ctx = ctx
         self.trace = trace
         self.layout = layout_for(trace, weights=weights)
-        self.cloud = NeuronCloud(ctx, self.layout)
+        self.cloud = NeuronCloud(ctx, self.layout, max_neurons=max_neurons)
         try:
-            self.scene = SceneRenderer(ctx, self.cloud, renderer)
+            self.scene = SceneRenderer(ctx, self.cloud, renderer, lod=lod)
         except BaseException:
             self.cloud.close()
             raise
@@ -124,6 +133,7 @@ class Visualization:
         rng = self.ranges[i]
         total = self.layout.count
         drawn = stats.neurons_drawn if stats else total
+        detail = f" ({len(stats.aggregated)} layers as channel means)" if stats and stats.aggregated else ""
         lines = [
             f"{self.trace.model_name or 'model'}  ·  {total:,} neurons  ·  {self.renderer}",
             f"layer {i + 1}/{len(self.layout.slabs)}: {rec.name} ({rec.module_type}"
@@ -133,7 +143,7 @@ class Visualization:
             + (f"  ·  {rng.nonfinite:,} NaN/Inf" if rng.nonfinite else ""),
         ]
         if frame_ms is not None:
-            lines.append(f"frame {frame_ms:.1f} ms  ·  drawn {drawn:,}")
+            lines.append(f"frame {frame_ms:.1f} ms  ·  drawn {drawn:,}{detail}")
         return lines
 
     def render(
@@ -162,8 +172,9 @@ class Snapshot:
     frame_ms: float  # median GPU-synchronised frame time (uploads excluded)
     renderer: str
     gl_renderer: str
-    neurons_drawn: int
+    neurons_drawn: int  # every layer's neurons, or its channel count where drawn as channel means
     frame_times: list[float] = field(default_factory=list)
+    layer_neurons: list[int] = field(default_factory=list)  # the same, per layer
 
     def save(self, path: str | Path) -> Path:
         from PIL import Image
@@ -183,6 +194,8 @@ def render_snapshot(
     hud: bool = True,
     weights: bool = True,
     timed_frames: int = 3,
+    lod: bool = False,
+    max_neurons: int | None = None,
     ctx: GLContext | None = None,
 ) -> Snapshot:
     """Render a trace headless: one warm-up frame (uploads), then ``timed_frames`` timed frames."""
@@ -190,7 +203,7 @@ def render_snapshot(
     ctx = ctx or GLContext.offscreen()
     vis = fb = None
     try:
-        vis = Visualization(ctx, trace, renderer=renderer, weights=weights)
+        vis = Visualization(ctx, trace, renderer=renderer, weights=weights, lod=lod, max_neurons=max_neurons)
         width, height = size
         cam = camera if isinstance(camera, Camera) else camera_from_spec(camera, vis.layout, width / height)
         fb = Framebuffer(ctx, width, height)
@@ -202,9 +215,10 @@ def render_snapshot(
             times.append((time.perf_counter() - t0) * 1e3)
         frame_ms = statistics.median(times)
         if hud:
-            vis.render(cam, fb, hud=True, frame_ms=frame_ms, finish=True)
+            vis.render(cam, fb, hud=vis.hud_lines(cam, frame_ms, stats), finish=True)
         image = fb.read_rgba()
-        return Snapshot(image, frame_ms, vis.renderer, ctx.info.renderer, stats.neurons_drawn, times)
+        per_layer = [s.grid[0] if s.index in stats.aggregated else s.count for s in vis.layout.slabs]
+        return Snapshot(image, frame_ms, vis.renderer, ctx.info.renderer, sum(per_layer), times, per_layer)
     finally:
         if fb is not None:
             fb.delete()
@@ -222,6 +236,8 @@ def render_tour(
     seconds: float = 6.0,
     fps: float = 30.0,
     renderer: str = "auto",
+    lod: bool = False,
+    max_neurons: int | None = None,
     ctx: GLContext | None = None,
     progress: Any = None,
 ) -> dict[str, Any]:
@@ -232,7 +248,7 @@ def render_tour(
     ctx = ctx or GLContext.offscreen()
     vis = fb = None
     try:
-        vis = Visualization(ctx, trace, renderer=renderer)
+        vis = Visualization(ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons)
         width, height = size
         path = tour(vis.layout, width / height)
         fb = Framebuffer(ctx, width, height)
@@ -298,6 +314,8 @@ class Viewer:
         renderer: str = "auto",
         title: str = "glnet",
         backend: str = "glfw",
+        lod: bool = False,
+        max_neurons: int | None = None,
     ) -> None:
         configure_platform(headless=False)
         from vispy import app
@@ -312,7 +330,7 @@ class Viewer:
         except Exception as e:
             raise GLUnavailableError(f"cannot open a window with {backend} ({str(e).strip()[:160]})") from e
         self.ctx = GLContext(self.canvas, owns_canvas=False)
-        self.vis = Visualization(self.ctx, trace, renderer=renderer)
+        self.vis = Visualization(self.ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons)
         w, h = size
         self.camera = camera_from_spec(None, self.vis.layout, w / h)
         self.controller = FlyController(self.camera, self.vis.layout, aspect=w / h)

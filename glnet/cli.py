@@ -55,6 +55,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--size", default="1280x720", metavar="WxH", help="window or image size (default 1280x720)")
     p.add_argument("--seed", type=int, default=0, help="seed for random weights and the test image (default 0)")
+    p.add_argument(
+        "--lod",
+        action="store_true",
+        help="level of detail: draw far layers whose neurons are packed tighter than a quarter pixel as one "
+        "disc per channel (its mean); off by default, every neuron drawn",
+    )
+    p.add_argument(
+        "--max-neurons",
+        type=int,
+        metavar="N",
+        help="keep at most N neurons' own values on the GPU: the largest layers are drawn as channel means "
+        "(default: all, or what memory allows)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,8 +142,29 @@ def _prepare(args: argparse.Namespace):  # noqa: ANN202 - returns glnet.pipeline
     return prep
 
 
-def _layers_json(trace: Any) -> list[dict[str, Any]]:
-    return [{"name": r.name, "kind": r.kind, "shape": list(r.shape), "neurons": r.neurons} for r in trace.layers]
+def _layers_json(trace: Any, drawn: list[int]) -> list[dict[str, Any]]:
+    return [
+        {"name": r.name, "kind": r.kind, "shape": list(r.shape), "neurons": n} for r, n in zip(trace.layers, drawn)
+    ]
+
+
+def _neuron_budget(args: argparse.Namespace, trace: Any, ctx: Any) -> int | None:
+    """--max-neurons, or fewer when the values would not fit in GPU (or host) memory; says so when it cuts."""
+    from .gpu.context import free_gpu_memory
+
+    if args.max_neurons is not None and args.max_neurons < 1:
+        raise InputError("--max-neurons must be a positive number")
+    budget = args.max_neurons
+    free = free_gpu_memory(ctx)
+    if free is not None:
+        fits = int(free * 0.5) // 4  # half the free memory for 4-byte values; the rest for frames and textures
+        if trace.neurons > fits and (budget is None or budget > fits):
+            _say(f"glnet: only ~{free >> 20} MiB free on the GPU: keeping {fits:,} of {trace.neurons:,} neurons, "
+                 "the largest layers as channel means")
+            budget = fits
+    if budget is not None and trace.neurons > budget:
+        _say(f"glnet: over the {budget:,}-neuron budget: the largest layers are drawn as channel means")
+    return budget
 
 
 def _cmd_snapshot(args: argparse.Namespace) -> int:
@@ -148,7 +182,8 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     with GLContext.offscreen() as ctx:  # fail fast, before building the model, when there is no GL
         prep = _prepare(args)
         snap = render_snapshot(
-            prep.trace, size=size, camera=args.camera, renderer=args.renderer, hud=not args.no_hud, ctx=ctx
+            prep.trace, size=size, camera=args.camera, renderer=args.renderer, hud=not args.no_hud, ctx=ctx,
+            lod=args.lod, max_neurons=_neuron_budget(args, prep.trace, ctx),
         )
     snap.save(out)
     wall = time.perf_counter() - t0
@@ -161,7 +196,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
         stats = {
             "model": prep.spec.name,
             "neurons": snap.neurons_drawn,
-            "layers": _layers_json(prep.trace),
+            "layers": _layers_json(prep.trace, snap.layer_neurons),
             "width": w,
             "height": h,
             "renderer": snap.renderer,
@@ -205,7 +240,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
         try:
             info = render_tour(
                 prep.trace, out, size=size, seconds=args.seconds, fps=args.fps, renderer=args.renderer,
-                ctx=ctx, progress=progress,
+                ctx=ctx, progress=progress, lod=args.lod, max_neurons=_neuron_budget(args, prep.trace, ctx),
             )
         finally:
             ctx.close()
@@ -217,7 +252,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     from .app import Viewer
 
     prep = _prepare(args)
-    viewer = Viewer(prep.trace, size=size, fullscreen=args.fullscreen, renderer=args.renderer, title=f"glnet - {prep.spec.name}")
+    viewer = Viewer(prep.trace, lod=args.lod, max_neurons=args.max_neurons, size=size, fullscreen=args.fullscreen, renderer=args.renderer, title=f"glnet - {prep.spec.name}")
     _say(f"glnet: flying through {prep.spec.name} ({viewer.vis.renderer}); Esc quits")
     viewer.run()
     return 0

@@ -53,7 +53,7 @@ def test_values_upload_reads_back_per_layer(gl):
         cloud.set_values(values)
         assert cloud.values.dirty
         sent = cloud.flush()
-        assert sent == cloud.nbytes and not cloud.values.dirty
+        assert sent == cloud.nbytes + cloud.aggregates.nbytes and not cloud.values.dirty
         for i, v in enumerate(values):
             np.testing.assert_array_equal(cloud.read_values(i), v.numpy().ravel())
             assert cloud.layers[i].byte_offset % LAYER_ALIGN == 0

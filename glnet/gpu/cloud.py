@@ -27,7 +27,7 @@ from .texture import Texture2D, TiledTexture
 if TYPE_CHECKING:
     from .context import GLContext
 
-__all__ = ["LAYER_ALIGN", "LayerGPU", "NeuronCloud", "layer_offsets", "pack_values"]
+__all__ = ["LAYER_ALIGN", "LayerGPU", "NeuronCloud", "channel_means", "layer_offsets", "over_budget", "pack_values"]
 
 LAYER_ALIGN = 256  # bytes; a multiple of every driver's SSBO offset alignment seen (16..256)
 BYTES_PER_NEURON = 4
@@ -40,10 +40,11 @@ class LayerGPU:
     slab: Slab
     byte_offset: int
     range: ValueRange
+    forced_aggregate: bool = False  # over the neuron budget: only per-channel means are on the GPU
 
     @property
     def nbytes(self) -> int:
-        return self.slab.count * BYTES_PER_NEURON
+        return 0 if self.forced_aggregate else self.slab.count * BYTES_PER_NEURON
 
     def uniforms(self) -> dict[str, object]:
         """The layer's own uniforms (``layer.glsl``, ``colormap.glsl``); the camera adds its plane per frame."""
@@ -59,13 +60,35 @@ class LayerGPU:
         }
 
 
-def layer_offsets(layout: Layout, align: int = LAYER_ALIGN) -> tuple[list[int], int]:
-    """Byte offset of each layer in the values buffer, and the buffer's total size."""
+def layer_offsets(counts: Sequence[int] | Layout, align: int = LAYER_ALIGN) -> tuple[list[int], int]:
+    """Byte offset of each layer (``counts`` values each, or a layout's slabs) in a packed buffer, and its size."""
+    if isinstance(counts, Layout):
+        counts = [s.count for s in counts.slabs]
     offsets, at = [], 0
-    for s in layout.slabs:
+    for n in counts:
         offsets.append(at)
-        at += -(-(s.count * BYTES_PER_NEURON) // align) * align
-    return offsets, at
+        at += -(-(n * BYTES_PER_NEURON) // align) * align
+    return offsets, max(at, align)
+
+
+def over_budget(layout: Layout, max_neurons: int | None) -> set[int]:
+    """Layers to keep only as per-channel aggregates so that at most ``max_neurons`` neurons stay on the GPU:
+    the largest layers first."""
+    if max_neurons is None or layout.count <= max_neurons:
+        return set()
+    forced, total = set(), layout.count
+    for s in sorted(layout.slabs, key=lambda s: s.count, reverse=True):
+        if total <= max_neurons:
+            break
+        if s.grid[1] * s.grid[2] > 1:  # a layer of 1x1 maps gains nothing from aggregating
+            forced.add(s.index)
+            total -= s.count - s.grid[0]
+    return forced
+
+
+def channel_means(v: torch.Tensor) -> torch.Tensor:
+    """One value per channel (the mean of its H x W map; NaN if any is NaN), on the tensor's device."""
+    return v.reshape(v.shape[0] if v.dim() == 3 else -1, -1).float().mean(dim=1)
 
 
 def pack_values(values: Sequence[torch.Tensor], offsets: Sequence[int], total_bytes: int) -> torch.Tensor:
@@ -83,19 +106,37 @@ def pack_values(values: Sequence[torch.Tensor], offsets: Sequence[int], total_by
 class NeuronCloud:
     """Owns the GPU copy of one layout's neuron values, colour ranges, colour table and textures."""
 
-    def __init__(self, ctx: GLContext, layout: Layout, *, label: str = "neurons") -> None:
+    def __init__(
+        self, ctx: GLContext, layout: Layout, *, max_neurons: int | None = None, label: str = "neurons"
+    ) -> None:
         self.ctx = ctx
         self.layout = layout
-        self.offsets, self.nbytes = layer_offsets(layout)
+        self.forced = over_budget(layout, max_neurons)
+        full = [0 if s.index in self.forced else s.count for s in layout.slabs]
+        self.offsets, self.nbytes = layer_offsets(full)
+        self.agg_offsets, agg_bytes = layer_offsets([s.grid[0] for s in layout.slabs])
         self.values = Buffer(ctx, self.nbytes, label=f"{label}.values")
+        self.aggregates = Buffer(ctx, agg_bytes, label=f"{label}.channel_means")
         self.lut = Texture2D(ctx, 1024, 1, "rgba8", data=lut()[None], label="colour table")
-        self.layers = [LayerGPU(s, off, ValueRange(0.0, 1.0, False)) for s, off in zip(layout.slabs, self.offsets)]
+        self.layers = [
+            LayerGPU(s, off, ValueRange(0.0, 1.0, False), s.index in self.forced)
+            for s, off in zip(layout.slabs, self.offsets)
+        ]
         self.weights: dict[int, tuple[TiledTexture, WeightAtlas, ValueRange]] = {}
         self.input_image: Texture2D | None = None
         self._lock = threading.Lock()
         self._pending_ranges: list[ValueRange] | None = None
         self.frame_sets = 0
         self._sink = None  # a CUDA-GL interop writer, when attached
+
+    @property
+    def neurons_on_gpu(self) -> int:
+        """Neurons whose own values are on the GPU (all of them unless over the budget)."""
+        return sum(s.count for s in self.layout.slabs if s.index not in self.forced)
+
+    def aggregate_range(self, index: int) -> tuple[int, int]:
+        """Byte offset and size of a layer's per-channel means in the aggregates buffer."""
+        return self.agg_offsets[index], self.layout.slabs[index].grid[0] * BYTES_PER_NEURON
 
     # -- values -------------------------------------------------------------------------------------------
     def check(self, values: Sequence[torch.Tensor]) -> None:
@@ -117,11 +158,15 @@ class NeuronCloud:
         self.check(values)
         if ranges is None:
             ranges = [robust_range(v) for v in values]
-        flat = pack_values(values, self.offsets, self.nbytes)
-        if self._sink is not None and flat.is_cuda:
+        full = [v for i, v in enumerate(values) if i not in self.forced]
+        offsets = [o for i, o in enumerate(self.offsets) if i not in self.forced]
+        flat = pack_values(full, offsets, self.nbytes) if full else None
+        if flat is not None and self._sink is not None and flat.is_cuda:
             self._sink.stage(flat)
-        else:
+        elif flat is not None:
             self.values.update_range(flat.cpu(), 0)
+        means = pack_values([channel_means(v) for v in values], self.agg_offsets, self.aggregates.nbytes)
+        self.aggregates.update_range(means.cpu(), 0)
         with self._lock:
             self._pending_ranges = list(ranges)
 
@@ -133,7 +178,7 @@ class NeuronCloud:
         """Upload what was queued (context current, render thread); returns bytes sent."""
         with self._lock:
             ranges, self._pending_ranges = self._pending_ranges, None
-        sent = self.values.flush()
+        sent = self.values.flush() + self.aggregates.flush()
         if self._sink is not None:
             sent += int(self._sink.flush())
         if ranges is not None:
@@ -145,6 +190,8 @@ class NeuronCloud:
     def read_values(self, index: int) -> np.ndarray:
         """A layer's values as the GPU holds them (tests)."""
         layer = self.layers[index]
+        if layer.forced_aggregate:
+            raise ValueError(f"layer {layer.slab.name!r} is over the neuron budget: only its channel means are on the GPU")
         return self.values.read(layer.byte_offset, layer.nbytes, np.float32)
 
     # -- textures -----------------------------------------------------------------------------------------
@@ -176,7 +223,8 @@ class NeuronCloud:
     def gpu_bytes(self) -> int:
         """Bytes of GPU memory held: values, colour table and textures."""
         tex = sum(t.nbytes for t, _, _ in self.weights.values())
-        return self.values.nbytes + self.lut.nbytes + tex + (self.input_image.nbytes if self.input_image else 0)
+        extra = self.aggregates.nbytes + self.lut.nbytes + (self.input_image.nbytes if self.input_image else 0)
+        return self.values.nbytes + extra + tex
 
     def close(self) -> None:
         """Release every GL object (context current); idempotent."""
@@ -186,6 +234,7 @@ class NeuronCloud:
         if self.input_image is not None:
             self.input_image.delete()
         self.values.delete()
+        self.aggregates.delete()
         self.lut.delete()
         if self._sink is not None and hasattr(self._sink, "close"):
             self._sink.close()

@@ -20,7 +20,7 @@ from ..errors import GLUnavailableError
 if TYPE_CHECKING:
     from vispy.app import Canvas
 
-__all__ = ["GLContext", "GLInfo", "configure_platform", "has_display"]
+__all__ = ["GLContext", "GLInfo", "configure_platform", "free_gpu_memory", "has_display"]
 
 Platform = Literal["egl", "glx"]
 _INSTALL_HINT = (
@@ -206,6 +206,26 @@ class GLContext:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def free_gpu_memory(ctx: GLContext) -> int | None:
+    """Bytes of GPU memory free, when the driver says (NVIDIA, AMD); host memory for software GL; else None."""
+    from OpenGL import GL
+
+    ctx.make_current()
+    if ctx.info.software:
+        from ..models import available_memory
+
+        return available_memory("cpu")
+    exts = {GL.glGetStringi(GL.GL_EXTENSIONS, i).decode() for i in range(GL.glGetIntegerv(GL.GL_NUM_EXTENSIONS))}
+    try:
+        if "GL_NVX_gpu_memory_info" in exts:
+            return int(GL.glGetIntegerv(0x9049)) * 1024  # GPU_MEMORY_INFO_CURRENT_AVAILABLE_VIDMEM_NVX, KiB
+        if "GL_ATI_meminfo" in exts:
+            return int(GL.glGetIntegerv(0x87FC)[0]) * 1024  # TEXTURE_FREE_MEMORY_ATI, KiB
+    except Exception:
+        return None
+    return None
 
 
 def _short(e: BaseException) -> str:

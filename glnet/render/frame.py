@@ -1,17 +1,27 @@
-"""What every renderer needs for one frame: the camera's matrices and which layers are in view."""
+"""What every renderer needs for one frame: the camera's matrices and the list of layers to draw.
+
+:func:`plan_draws` culls slabs outside the view and, with level of detail on, draws slabs whose neurons are
+packed tighter than ``LOD_SPACING_PX`` on screen as one disc per channel (the channel's mean) instead.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..camera import Camera
 from ..layout import Layout, Slab
 
-__all__ = ["MAX_RADIUS_PX", "FrameParams", "visible_layers"]
+if TYPE_CHECKING:
+    from ..gpu.buffer import Buffer
+    from ..gpu.cloud import NeuronCloud
+
+__all__ = ["LOD_SPACING_PX", "MAX_RADIUS_PX", "DrawItem", "FrameParams", "plan_draws", "visible_layers"]
 
 MAX_RADIUS_PX = 24.0  # the largest neuron disc, in pixels: bounds the cost of neurons right at the eye
+LOD_SPACING_PX = 0.25  # with level of detail on, slabs whose neurons sit closer than this are aggregated
 
 
 @dataclass
@@ -36,16 +46,70 @@ class FrameParams:
             "u_depth": (self.projection[2, 2], self.projection[2, 3]),
         }
 
-    def slab_uniforms(self, slab: Slab) -> dict[str, object]:
-        """The slab's plane in clip space (``camera.glsl``): origin and one cell right and down."""
-        x, y, z = slab.origin
+    def plane_uniforms(
+        self, origin: tuple[float, float, float], pitch: tuple[float, float], diameter: float
+    ) -> dict[str, object]:
+        """A grid's plane in clip space (``camera.glsl``): its first cell and one cell right and down."""
+        x, y, z = origin
         vp = self.view_proj
         return {
             "u_clip_origin": vp @ np.array([x, y, z, 1.0]),
-            "u_clip_dx": vp[:, 0] * slab.spacing,
-            "u_clip_dy": -vp[:, 1] * slab.spacing,
-            "u_radius_k": 0.5 * slab.point_size * self.focal_px,
+            "u_clip_dx": vp[:, 0] * pitch[0],
+            "u_clip_dy": -vp[:, 1] * pitch[1],
+            "u_radius_k": 0.5 * diameter * self.focal_px,
         }
+
+    def slab_uniforms(self, slab: Slab) -> dict[str, object]:
+        return self.plane_uniforms(slab.origin, (slab.spacing, slab.spacing), slab.point_size)
+
+    def nearest_depth(self, slab: Slab) -> float:
+        """The smallest view depth of the slab's corners (at least the near plane)."""
+        lo, hi = slab.bounds()
+        corners = np.array([[x, y, lo[2], 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
+        return float(max(np.min(corners @ self.view_proj[3]), self.camera.near))
+
+
+@dataclass
+class DrawItem:
+    """One draw (or dispatch) of a layer: which values, which grid, how many discs and rows."""
+
+    layer: int
+    aggregate: bool
+    buffer: Buffer
+    byte_offset: int
+    nbytes: int
+    count: int  # discs drawn
+    rows: int  # grid rows (the compute rasterizer runs one invocation per row)
+    uniforms: dict[str, object]
+
+
+def plan_draws(cloud: NeuronCloud, frame: FrameParams, lod: bool = False) -> list[DrawItem]:
+    """The layers in view, each at full detail or (``lod``, far and dense) as per-channel aggregates."""
+    items = []
+    for i in visible_layers(cloud.layout, frame.view_proj):
+        layer = cloud.layers[i]
+        s = layer.slab
+        c, h, w = s.grid
+        aggregate = (layer.forced_aggregate or lod) and h * w > 1 and (
+            layer.forced_aggregate or s.spacing * frame.focal_px / frame.nearest_depth(s) < LOD_SPACING_PX
+        )
+        if not aggregate:
+            items.append(
+                DrawItem(i, False, cloud.values, layer.byte_offset, layer.nbytes, s.count, c * h,
+                         {**layer.uniforms(), **frame.slab_uniforms(s)})
+            )
+            continue
+        gx, gy = s.gap
+        pitch = ((w + gx) * s.spacing, (h + gy) * s.spacing)
+        x, y, z = s.origin
+        centre = (x + (w - 1) / 2 * s.spacing, y - (h - 1) / 2 * s.spacing, z)
+        grid = {**layer.uniforms(), "u_grid": (c, 1, 1, s.tiles_x), "u_gap": (0, 0), "u_inv": (1.0, 1.0, 1.0 / s.tiles_x), "u_count": c}
+        off, nbytes = cloud.aggregate_range(i)
+        items.append(
+            DrawItem(i, True, cloud.aggregates, off, nbytes, c, c,
+                     {**grid, **frame.plane_uniforms(centre, pitch, 0.9 * min(pitch))})
+        )
+    return items
 
 
 def visible_layers(layout: Layout, view_proj: np.ndarray) -> list[int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..gpu.program import Program
-from .frame import FrameParams
+from .frame import DrawItem, FrameParams
 
 if TYPE_CHECKING:
     from ..gpu.cloud import NeuronCloud
@@ -31,8 +31,8 @@ class InstancedNeurons:
         self.program = Program(ctx, vertex="neurons.vert", fragment="neurons.frag", label="neurons")
         self._vao = GL.glGenVertexArrays(1)
 
-    def draw(self, cloud: NeuronCloud, frame: FrameParams, layers: list[int]) -> int:
-        """Draw the listed layers; returns the number of neurons submitted."""
+    def draw(self, cloud: NeuronCloud, frame: FrameParams, items: list[DrawItem]) -> int:
+        """Draw the planned layers; returns the number of discs submitted."""
         from OpenGL import GL
 
         GL.glEnable(GL.GL_DEPTH_TEST)
@@ -44,12 +44,11 @@ class InstancedNeurons:
         cloud.lut.bind(0)
         GL.glBindVertexArray(self._vao)
         drawn = 0
-        for i in layers:
-            layer = cloud.layers[i]
-            p.set(**layer.uniforms(), **frame.slab_uniforms(layer.slab))
-            cloud.values.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, layer.byte_offset, layer.nbytes)
-            GL.glDrawArrays(GL.GL_POINTS, 0, layer.slab.count)
-            drawn += layer.slab.count
+        for item in items:
+            p.set(**item.uniforms)
+            item.buffer.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, item.byte_offset, item.nbytes)
+            GL.glDrawArrays(GL.GL_POINTS, 0, item.count)
+            drawn += item.count
         GL.glBindVertexArray(0)
         return drawn
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..gpu.buffer import Buffer
 from ..gpu.program import Program
-from .frame import FrameParams
+from .frame import DrawItem, FrameParams
 
 if TYPE_CHECKING:
     from ..gpu.cloud import NeuronCloud
@@ -46,8 +46,8 @@ class ComputeNeurons:
             self.keys = Buffer(self.ctx, need, label="raster keys")
         return self.keys
 
-    def rasterize(self, cloud: NeuronCloud, frame: FrameParams, layers: list[int]) -> int:
-        """Pass 1: fill the key buffer; returns the number of neurons processed."""
+    def rasterize(self, cloud: NeuronCloud, frame: FrameParams, items: list[DrawItem]) -> int:
+        """Pass 1: fill the key buffer; returns the number of discs processed."""
         from OpenGL import GL
 
         keys = self._keys_for(frame.width, frame.height)
@@ -56,13 +56,11 @@ class ComputeNeurons:
         p = self.raster.use()
         p.set(**frame.uniforms(), u_lut=0)
         drawn = 0
-        for i in layers:
-            layer = cloud.layers[i]
-            p.set(**layer.uniforms(), **frame.slab_uniforms(layer.slab))
-            cloud.values.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, layer.byte_offset, layer.nbytes)
-            c, h, _w = layer.slab.grid
-            p.dispatch(c * h)  # one invocation per feature-map row
-            drawn += layer.slab.count
+        for item in items:
+            p.set(**item.uniforms)
+            item.buffer.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, item.byte_offset, item.nbytes)
+            p.dispatch(item.rows)  # one invocation per grid row
+            drawn += item.count
         GL.glMemoryBarrier(GL.GL_SHADER_STORAGE_BARRIER_BIT)
         return drawn
 
@@ -82,8 +80,8 @@ class ComputeNeurons:
         GL.glBindVertexArray(0)
         GL.glDepthFunc(GL.GL_LESS)
 
-    def draw(self, cloud: NeuronCloud, frame: FrameParams, layers: list[int]) -> int:
-        drawn = self.rasterize(cloud, frame, layers)
+    def draw(self, cloud: NeuronCloud, frame: FrameParams, items: list[DrawItem]) -> int:
+        drawn = self.rasterize(cloud, frame, items)
         self.resolve(cloud, frame)
         return drawn
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..colormap import BACKGROUND
-from .frame import FrameParams, visible_layers
+from .frame import FrameParams, plan_draws
 from .hud import Curves, Hud
 from .neurons import InstancedNeurons
 from .panels import Panels
@@ -60,12 +60,13 @@ class FrameStats:
     neurons_drawn: int
     layers_drawn: int
     cpu_ms: float  # time to issue the frame (GPU work may still run, unless ``finish``)
+    aggregated: frozenset[int] = frozenset()  # layers drawn as per-channel aggregates (level of detail, budget)
 
 
 class SceneRenderer:
     """Draws a :class:`NeuronCloud` with its panels and a HUD; owns the GL programs it uses."""
 
-    def __init__(self, ctx: GLContext, cloud: NeuronCloud, renderer: str = "auto") -> None:
+    def __init__(self, ctx: GLContext, cloud: NeuronCloud, renderer: str = "auto", *, lod: bool = False) -> None:
         self.ctx = ctx
         self.cloud = cloud
         self.renderer = choose_renderer(renderer, ctx.info, cloud.layout.count)
@@ -73,6 +74,7 @@ class SceneRenderer:
         self.panels = Panels(ctx)
         self.hud = Hud(ctx)
         self.show_panels = True
+        self.lod = lod  # far, dense slabs as per-channel aggregates
 
     def render(
         self,
@@ -94,8 +96,8 @@ class SceneRenderer:
         GL.glClearDepth(1.0)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
         frame = FrameParams(camera, target.width, target.height)
-        layers = visible_layers(self.cloud.layout, frame.view_proj)
-        drawn = self.neurons.draw(self.cloud, frame, layers) if layers else 0
+        items = plan_draws(self.cloud, frame, self.lod)
+        drawn = self.neurons.draw(self.cloud, frame, items) if items else 0
         if self.show_panels:
             self.panels.draw(self.cloud, frame)
         if hud:
@@ -103,7 +105,8 @@ class SceneRenderer:
             self.hud.draw(target.width, target.height)
         if finish:
             GL.glFinish()
-        return FrameStats(self.renderer, drawn, len(layers), (time.perf_counter() - t0) * 1e3)
+        aggregated = frozenset(it.layer for it in items if it.aggregate)
+        return FrameStats(self.renderer, drawn, len(items), (time.perf_counter() - t0) * 1e3, aggregated)
 
     def close(self) -> None:
         self.neurons.close()
