@@ -4,8 +4,9 @@ The data flows through one module per stage::
 
     model + input -> capture -> layout -> gpu (buffers, textures, interop) -> render -> camera -> app (window/offscreen)
 
-The public API is re-exported here and imported lazily, so ``import glnet`` stays cheap and does not touch
-OpenGL (which must be configured for EGL or GLX before it is first imported).
+The public API is re-exported here. ``capture`` is bound at import (its module has the same name, and a lazily
+resolved name would be shadowed by the submodule once anything imports it); the rest is imported lazily, so
+``import glnet`` never touches OpenGL, which must be configured for EGL or GLX before it is first imported.
 
 Example::
 
@@ -47,10 +48,12 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
+from .capture import capture  # noqa: E402  (see the module docstring)
+
 if TYPE_CHECKING:
     from .app import Viewer, Visualization, layout_for, render_snapshot, render_tour
     from .camera import Camera, FlyController, named_camera
-    from .capture import LayerRecord, Trace, capture
+    from .capture import LayerRecord, Trace
     from .errors import GlnetError
     from .gpu.cloud import NeuronCloud
     from .gpu.context import GLContext, configure_platform

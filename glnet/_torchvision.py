@@ -28,7 +28,7 @@ def _ops_present() -> bool:
     import torch
 
     try:
-        torch.ops.torchvision.nms  # noqa: B018 - attribute lookup is the probe
+        torch.ops.torchvision.nms
     except (AttributeError, RuntimeError):
         return False
     return True
@@ -76,5 +76,5 @@ def import_torchvision() -> ModuleType:
             # torchvision warns once that its extension did not load; that is expected here.
             warnings.simplefilter("ignore")
             import torchvision
-            import torchvision.models  # noqa: F401
+            import torchvision.models
         return torchvision

@@ -7,7 +7,6 @@ on GLFW, redrawn only when the camera moves or new data arrives.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -65,7 +64,9 @@ def _conv_weights(trace: Trace) -> dict[int, torch.Tensor]:
 def layout_for(trace: Trace, *, weights: bool = True) -> Layout:
     """The layout of a trace: one slab per layer, weight panels beside conv layers, the input in front."""
     rgb = input_rgb(trace.input)
-    shapes = {i: WeightAtlas.for_shape(w.shape).size for i, w in _conv_weights(trace).items()} if weights else {}
+    shapes = (
+        {i: WeightAtlas.for_shape(w.shape).size for i, w in _conv_weights(trace).items()} if weights else {}
+    )
     return build_layout(
         [(r.name, r.grid) for r in trace.layers],
         weight_shapes=shapes,
@@ -111,7 +112,9 @@ class Visualization:
     def renderer(self) -> str:
         return self.scene.renderer
 
-    def update(self, trace: Trace | Sequence[torch.Tensor], ranges: Sequence[ValueRange] | None = None) -> None:
+    def update(
+        self, trace: Trace | Sequence[torch.Tensor], ranges: Sequence[ValueRange] | None = None
+    ) -> None:
         """Queue new values (a trace of the same model, or one tensor per layer); drawn from the next frame."""
         values = [r.value for r in trace.layers] if isinstance(trace, Trace) else list(trace)
         if ranges is None:
@@ -252,7 +255,7 @@ def render_tour(
         width, height = size
         path = tour(vis.layout, width / height)
         fb = Framebuffer(ctx, width, height)
-        frames = max(2, int(round(seconds * fps)))
+        frames = max(2, round(seconds * fps))
         times: list[float] = []
         stats: FrameStats | None = None
         with VideoWriter(out, fps=fps) as writer:
@@ -412,6 +415,7 @@ class Viewer:
         if max_seconds is not None:
             from vispy import app
 
-            app.Timer(max_seconds, connect=lambda e: self.canvas.close(), iterations=1, app=self.app, start=True)
+            app.Timer(
+                max_seconds, connect=lambda e: self.canvas.close(), iterations=1, app=self.app, start=True
+            )
         self.app.run()
-

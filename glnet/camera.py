@@ -224,7 +224,9 @@ def named_camera(name: str, layout: Layout, aspect: float = 16 / 9) -> Camera:
         "back": np.array([0.0, 0.0, -1.0]),
     }
     if name not in directions:
-        raise InputError(f"unknown camera {name!r}: use one of {', '.join(NAMED_VIEWS)}, layer:<n>, or a JSON object")
+        raise InputError(
+            f"unknown camera {name!r}: use one of {', '.join(NAMED_VIEWS)}, layer:<n>, or a JSON object"
+        )
     d = _normalize(directions[name])
     if name == "overview":
         # From the front-right, above, looking down the stack: near layers large, the rest receding.
@@ -239,7 +241,9 @@ def named_camera(name: str, layout: Layout, aspect: float = 16 / 9) -> Camera:
         panel = layout.input_panel
         if name == "front" and panel is not None:
             r = max(panel.size) / 2
-            target = np.array([panel.origin[0] + panel.size[0] / 2, panel.origin[1] - panel.size[1] / 2, panel.origin[2]])
+            target = np.array(
+                [panel.origin[0] + panel.size[0] / 2, panel.origin[1] - panel.size[1] / 2, panel.origin[2]]
+            )
         dist = _fit_distance(r, cam, aspect) * 1.15
         cam.position = target + d * dist
         return cam.look_at(target)
@@ -301,7 +305,11 @@ def layer_camera(layout: Layout, which: str | int, aspect: float = 16 / 9) -> Ca
     r = max(max(s.size) / 2, 4 * s.spacing)
     dist = _fit_distance(r, cam, aspect) * 1.1
     # stay in the gap in front of the layer, so the previous one (or the input) does not block the view
-    in_front = layout.slabs[index - 1].z if index > 0 else (layout.input_panel.origin[2] if layout.input_panel else None)
+    in_front = (
+        layout.slabs[index - 1].z
+        if index > 0
+        else (layout.input_panel.origin[2] if layout.input_panel else None)
+    )
     if in_front is not None:
         dist = min(dist, 0.85 * (in_front - s.z))
     cam.position = s.centre + np.array([0.0, 0.0, dist])
@@ -336,7 +344,9 @@ def tour(layout: Layout, aspect: float = 16 / 9) -> Callable[[float], Camera]:
     """A scripted fly-through, ``t`` in [0, 1]: hold the overview, glide down beside the stack looking ahead at
     the coming layers, then turn to face the output layer. Used for headless videos and benchmarks."""
     start = named_camera("overview", layout, aspect)
-    start_target = start.position + start.forward * np.linalg.norm(start.position - np.mean(layout.bounds(), axis=0))
+    start_target = start.position + start.forward * np.linalg.norm(
+        start.position - np.mean(layout.bounds(), axis=0)
+    )
     end = layer_camera(layout, len(layout.slabs) - 1, aspect)
     end_target = layout.slabs[-1].centre
     zs = np.array([s.z for s in layout.slabs])
@@ -441,7 +451,9 @@ class FlyController:
         n = len(self.layout.slabs)
         if self.layer_index is None:
             here = self.layout.slab_index_at(float(self.camera.position[2]))
-            nearest_in_front = here if step > 0 and self.layout.slabs[here].z < self.camera.position[2] else here - step
+            nearest_in_front = (
+                here if step > 0 and self.layout.slabs[here].z < self.camera.position[2] else here - step
+            )
             self.layer_index = int(np.clip(nearest_in_front + step, 0, n - 1)) if step else here
         else:
             self.layer_index = int(np.clip(self.layer_index + step, 0, n - 1))

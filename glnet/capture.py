@@ -164,7 +164,9 @@ def _per_sample(t: torch.Tensor, batch: int, sample: int) -> torch.Tensor:
     return t
 
 
-def canonical_grid(shape: Sequence[int], kind: str, type_name: str, channels_last: bool) -> tuple[int, int, int]:
+def canonical_grid(
+    shape: Sequence[int], kind: str, type_name: str, channels_last: bool
+) -> tuple[int, int, int]:
     """Map a per-sample shape onto (C, H, W): channels tiled in a grid, each an H x W sheet."""
     s = tuple(int(d) for d in shape)
     if len(s) == 0:
@@ -191,7 +193,9 @@ def _to_canonical(t: torch.Tensor, grid: tuple[int, int, int], channels_last: bo
     return t.reshape(grid).to(torch.float32).contiguous()
 
 
-def _channels_last_out(module: nn.Module | None, type_name: str, kind: str, out_dim: int, inherited: bool) -> bool:
+def _channels_last_out(
+    module: nn.Module | None, type_name: str, kind: str, out_dim: int, inherited: bool
+) -> bool:
     if out_dim < 2:
         return False
     if kind in ("conv", "pool") or type_name.startswith("BatchNorm"):
@@ -214,7 +218,9 @@ class _Recorder:
         self.sample = sample
         self.keep = keep
         self.calls: list[_Call] = []
-        self.alive: list[torch.Tensor] = []  # keeps outputs alive so their memory (and data_ptr) is not reused
+        self.alive: list[
+            torch.Tensor
+        ] = []  # keeps outputs alive so their memory (and data_ptr) is not reused
         self.producer: dict[int, int] = {}
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -244,9 +250,7 @@ class _Recorder:
                 per = _per_sample(out, self.batch, self.sample)
                 cl = _channels_last_out(mod, type_name, kind, per.dim(), inherited)
                 kept = per.detach().clone() if self.keep(kind) else None
-                self.calls.append(
-                    _Call(call_name, mod, type_name, kind, kept, tuple(per.shape), src, cl)
-                )
+                self.calls.append(_Call(call_name, mod, type_name, kind, kept, tuple(per.shape), src, cl))
                 self.alive.append(out)
                 if out.numel():
                     self.producer[out.data_ptr()] = len(self.calls) - 1
@@ -320,7 +324,9 @@ def capture(
     if isinstance(model, torch.jit.ScriptModule):
         from ._script import script_leaf_calls
 
-        return _capture_script(model, x, granularity, sample, weights, eval_mode, model_name, script_leaf_calls)
+        return _capture_script(
+            model, x, granularity, sample, weights, eval_mode, model_name, script_leaf_calls
+        )
     device = _model_device(model)
     x = x.to(device)
     batch = x.shape[0] if x.dim() else 1
@@ -349,8 +355,12 @@ def capture(
             ) from e
         except RuntimeError as e:
             if "out of memory" in str(e).lower():
-                raise OutOfMemoryError(f"out of memory running the model on {device}: try a smaller input size") from e
-            raise CaptureError(f"the model's forward pass failed on input {tuple(x.shape)}: {_one_line(e)}") from e
+                raise OutOfMemoryError(
+                    f"out of memory running the model on {device}: try a smaller input size"
+                ) from e
+            raise CaptureError(
+                f"the model's forward pass failed on input {tuple(x.shape)}: {_one_line(e)}"
+            ) from e
     finally:
         for h in handles:
             h.remove()
@@ -364,7 +374,12 @@ def _one_line(e: BaseException) -> str:
 
 
 def _build_trace(
-    calls: list[_Call], granularity: Granularity, weights: bool, output: Any, sample_x: torch.Tensor, model_name: str
+    calls: list[_Call],
+    granularity: Granularity,
+    weights: bool,
+    output: Any,
+    sample_x: torch.Tensor,
+    model_name: str,
 ) -> Trace:
     layers = []
     for i, shown in _select(calls, granularity):
@@ -415,7 +430,9 @@ def _capture_script(
         with torch.no_grad():
             output, script_calls = leaf_calls(model, x)
     except RuntimeError as e:
-        raise CaptureError(f"the TorchScript model's forward pass failed on input {tuple(x.shape)}: {_one_line(e)}") from e
+        raise CaptureError(
+            f"the TorchScript model's forward pass failed on input {tuple(x.shape)}: {_one_line(e)}"
+        ) from e
     finally:
         model.train(was_training)
     calls: list[_Call] = []

@@ -111,8 +111,8 @@ def robust_range(values: torch.Tensor, low: float = 0.01, high: float = 0.99) ->
         v = v[:: -(-v.numel() // SAMPLE_LIMIT)]
     v = v.float()
     n = v.numel()
-    k_lo = max(1, min(n, int(round(low * (n - 1))) + 1))
-    k_hi = max(1, min(n, int(round(high * (n - 1))) + 1))
+    k_lo = max(1, min(n, round(low * (n - 1)) + 1))
+    k_hi = max(1, min(n, round(high * (n - 1)) + 1))
     p_lo = float(torch.kthvalue(v, k_lo).values)
     p_hi = float(torch.kthvalue(v, k_hi).values)
     if p_lo < 0 and -p_lo > 0.25 * max(p_hi, 0.0):

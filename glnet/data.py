@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual spelling
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from glnet.errors import InputError

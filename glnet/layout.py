@@ -57,7 +57,7 @@ class Slab:
     @property
     def cells(self) -> tuple[int, int]:
         """Extent in neuron cells (across, down), gaps included."""
-        c, h, w = self.grid
+        _c, h, w = self.grid
         gx, gy = self.gap
         return (self.tiles_x * (w + gx) - gx, self.tiles_y * (h + gy) - gy)
 
@@ -194,7 +194,7 @@ def build_layout(
 
 def neuron_positions(slab: Slab, index: np.ndarray | None = None) -> np.ndarray:
     """World positions (N, 3) float32 of a slab's neurons, by the arithmetic of ``layer.glsl``."""
-    c, h, w = slab.grid
+    _c, h, w = slab.grid
     i = np.arange(slab.count, dtype=np.int64) if index is None else np.asarray(index, np.int64)
     hw = h * w
     ch = i // hw
@@ -254,7 +254,7 @@ class WeightAtlas:
     @property
     def size(self) -> tuple[int, int]:
         """(width, height) of the atlas in texels."""
-        o, i, kh, kw = self.shape
+        _o, i, _kh, _kw = self.shape
         cw, ch = self.cell
         return (self.folds * i * cw - self.gap, self.rows_per_fold * ch - self.gap)
 

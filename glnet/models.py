@@ -89,12 +89,16 @@ def _input_shape(family: str, size: int) -> tuple[int, ...]:
     return (3, size, size)
 
 
-def load_model(spec: str, *, input_size: int = 224, device: str | torch.device = "cpu", seed: int = 0) -> ModelSpec:
+def load_model(
+    spec: str, *, input_size: int = 224, device: str | torch.device = "cpu", seed: int = 0
+) -> ModelSpec:
     """Resolve MODEL (torchvision name, ``pkg.module:callable`` or TorchScript file) to a module on ``device``."""
     device = torch.device(device)
     text = str(spec).strip()
     if not text:
-        raise ModelError("no model given: name a torchvision model (e.g. resnet50), pkg.module:callable or a file")
+        raise ModelError(
+            "no model given: name a torchvision model (e.g. resnet50), pkg.module:callable or a file"
+        )
     path = Path(text)
     if path.suffix in (".pt", ".pth", ".ts", ".jit", ".torchscript") or path.is_file():
         return _load_torchscript(path, input_size, device)
@@ -220,4 +224,6 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], model_name: str
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise WeightsError(f"{str(p)!r} could not be loaded into {model_name}: {str(e).splitlines()[0]}") from e
+        raise WeightsError(
+            f"{str(p)!r} could not be loaded into {model_name}: {str(e).splitlines()[0]}"
+        ) from e

@@ -26,7 +26,9 @@ def test_values_and_shapes_match_torch(tiny_net):
     assert names == ["conv1", "pool", "conv2", "avg", "fc"]
     expected = {"conv1": a1, "pool": p1, "conv2": a2, "avg": av, "fc": fc}
     for r in trace.layers:
-        torch.testing.assert_close(r.value.reshape(expected[r.name][1].shape), expected[r.name][1], rtol=0, atol=0)
+        torch.testing.assert_close(
+            r.value.reshape(expected[r.name][1].shape), expected[r.name][1], rtol=0, atol=0
+        )
         assert r.shape == tuple(expected[r.name][1].shape)
     assert trace.layer("conv1").shown == "relu" and trace.layer("conv2").shown == "act2"
     assert trace.layer("pool").shown is None and trace.layer("fc").shown is None
@@ -185,3 +187,12 @@ def test_resnet50_counts_match_the_definition():
     x = torch.randn(1, 3, 224, 224)
     assert capture(m, x).neurons == 11_317_736
     assert capture(m, x, granularity="leaf").neurons == 32_040_424
+
+
+def test_public_api_capture_is_the_function():
+    """``glnet.capture`` stays the function even after its same-named module is imported elsewhere."""
+    import glnet
+    import glnet.pipeline  # noqa: F401 - imports glnet.capture (the module)
+
+    assert glnet.capture is capture and callable(glnet.capture)
+    assert glnet.Trace.__name__ == "Trace" and callable(glnet.render_snapshot)

@@ -168,3 +168,12 @@ def test_help_explains_every_option():
             assert opt in h
     assert "--camera" in run_cli("snapshot", "--help").stdout
     assert "--fullscreen" in run_cli("view", "--help").stdout
+
+
+def test_model_too_large_for_memory(tmp_path, capsys, monkeypatch):
+    """The model's weights are sized on the meta device first; one that cannot fit is refused up front."""
+    import glnet.models
+
+    monkeypatch.setattr(glnet.models, "available_memory", lambda device="cpu": 10 << 20)  # 10 MiB free
+    msg = _bad(capsys, "snapshot", "resnet50", "--out", str(tmp_path / "x.png"))
+    assert "resnet50 needs" in msg and "GiB" in msg and "free" in msg

@@ -1,4 +1,4 @@
-# ruff: noqa: N815  (the fakes mirror the CUDA runtime's mixedCase names)
+
 """Tests of glnet.gpu.interop: CUDA-OpenGL buffer sharing.
 
 Most tests run anywhere: a fake of the cuda-bindings runtime module records every call and answers

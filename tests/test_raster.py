@@ -157,4 +157,7 @@ def test_renderer_choice_is_honoured(gl):
     desktop = replace(gl.info, renderer="NVIDIA GeForce RTX 4090/PCIe/SSE2")
     assert choose_renderer("auto", desktop, 1000) == "instanced"
     assert choose_renderer("auto", desktop, 10_000_000) == "compute"
-    assert choose_renderer("auto", replace(gl.info, renderer="NVIDIA H100 80GB HBM3/PCIe/SSE2"), 1000) == "compute"
+    assert (
+        choose_renderer("auto", replace(gl.info, renderer="NVIDIA H100 80GB HBM3/PCIe/SSE2"), 1000)
+        == "compute"
+    )

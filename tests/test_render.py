@@ -95,7 +95,7 @@ def test_background_where_no_neuron_and_discs_are_round(gl, renderer):
 def test_near_neuron_hides_far_neuron(gl, renderer, side):
     """Seen from the front the near layer is drawn first, from the back last: depth decides either way."""
     layout = build_layout([("a", (1, 3, 3)), ("b", (1, 3, 3))])
-    a, b = layout.slabs
+    a, _b = layout.slabs
     near, far = (0, 1) if side == "front" else (1, 0)
     values = [torch.zeros(1, 3, 3), torch.zeros(1, 3, 3)]
     values[far] = torch.full((1, 3, 3), float("nan"))  # the far layer is all magenta

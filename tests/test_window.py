@@ -14,12 +14,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run is not installed (apt-get install xvfb)")
+@pytest.mark.skipif(
+    shutil.which("xvfb-run") is None, reason="xvfb-run is not installed (apt-get install xvfb)"
+)
 def test_window_flies_and_quits():
     env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY")}
     env["PYTHONPATH"] = str(ROOT)
     r = subprocess.run(
-        ["xvfb-run", "-a", "-s", "-screen 0 640x480x24", sys.executable, str(ROOT / "tests" / "window_script.py")],
+        [
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 640x480x24",
+            sys.executable,
+            str(ROOT / "tests" / "window_script.py"),
+        ],
         capture_output=True,
         text=True,
         env=env,

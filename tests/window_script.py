@@ -14,13 +14,13 @@ from glnet.gpu.context import configure_platform
 
 configure_platform(headless=False)
 
-from vispy import app  # noqa: E402
+from vispy import app
 
-from glnet.app import Viewer  # noqa: E402
-from glnet.capture import capture  # noqa: E402
+from glnet.app import Viewer
+from glnet.capture import capture
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import TinyNet  # noqa: E402
+from conftest import TinyNet
 
 
 def main() -> None:

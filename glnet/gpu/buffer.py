@@ -38,7 +38,9 @@ class Buffer(GLObject):
     kind = "buffer"
     _label_namespace = 0x82E0  # GL_BUFFER
 
-    def __init__(self, ctx: GLContext, nbytes: int, *, data: object = None, label: str = "", dynamic: bool = True) -> None:
+    def __init__(
+        self, ctx: GLContext, nbytes: int, *, data: object = None, label: str = "", dynamic: bool = True
+    ) -> None:
         from OpenGL import GL
 
         if nbytes <= 0:
@@ -58,7 +60,9 @@ class Buffer(GLObject):
             self.delete()
             from ..errors import OutOfMemoryError
 
-            raise OutOfMemoryError(f"the GPU has no room for a {nbytes / 2**20:.0f} MiB buffer ({label or 'unnamed'})")
+            raise OutOfMemoryError(
+                f"the GPU has no room for a {nbytes / 2**20:.0f} MiB buffer ({label or 'unnamed'})"
+            )
         self.nbytes = int(nbytes)
         self._pending: dict[tuple[int, int], np.ndarray] = {}
         self._lock = threading.Lock()
@@ -77,7 +81,9 @@ class Buffer(GLObject):
 
     def _check_range(self, offset: int, size: int) -> None:
         if offset < 0 or size < 0 or offset + size > self.nbytes:
-            raise ValueError(f"range [{offset}, {offset + size}) is outside the {self.nbytes}-byte buffer {self.label!r}")
+            raise ValueError(
+                f"range [{offset}, {offset + size}) is outside the {self.nbytes}-byte buffer {self.label!r}"
+            )
 
     def update_range(self, data: object, offset: int = 0) -> None:
         """Queue ``data`` (array, tensor or bytes) for ``[offset, offset + nbytes)``; thread-safe, no GL call."""

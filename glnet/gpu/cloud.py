@@ -27,7 +27,15 @@ from .texture import Texture2D, TiledTexture
 if TYPE_CHECKING:
     from .context import GLContext
 
-__all__ = ["LAYER_ALIGN", "LayerGPU", "NeuronCloud", "channel_means", "layer_offsets", "over_budget", "pack_values"]
+__all__ = [
+    "LAYER_ALIGN",
+    "LayerGPU",
+    "NeuronCloud",
+    "channel_means",
+    "layer_offsets",
+    "over_budget",
+    "pack_values",
+]
 
 LAYER_ALIGN = 256  # bytes; a multiple of every driver's SSBO offset alignment seen (16..256)
 BYTES_PER_NEURON = 4
@@ -148,9 +156,7 @@ class NeuronCloud:
                     f"layer {layer.slab.name!r} has {layer.slab.count} neurons but its tensor {v.numel()}"
                 )
 
-    def set_values(
-        self, values: Sequence[torch.Tensor], ranges: Sequence[ValueRange] | None = None
-    ) -> None:
+    def set_values(self, values: Sequence[torch.Tensor], ranges: Sequence[ValueRange] | None = None) -> None:
         """Queue a frame-set (one tensor per layer, any device); ranges are computed on that device if not given.
 
         Thread-safe and GL-free: the upload happens in :meth:`flush` on the render thread.
@@ -191,7 +197,9 @@ class NeuronCloud:
         """A layer's values as the GPU holds them (tests)."""
         layer = self.layers[index]
         if layer.forced_aggregate:
-            raise ValueError(f"layer {layer.slab.name!r} is over the neuron budget: only its channel means are on the GPU")
+            raise ValueError(
+                f"layer {layer.slab.name!r} is over the neuron budget: only its channel means are on the GPU"
+            )
         return self.values.read(layer.byte_offset, layer.nbytes, np.float32)
 
     # -- textures -----------------------------------------------------------------------------------------
@@ -216,14 +224,18 @@ class NeuronCloud:
             self.input_image.delete()
         img = np.asarray(rgb, np.uint8)
         if img.shape[2] == 3:
-            img = np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2)
-        self.input_image = Texture2D(self.ctx, img.shape[1], img.shape[0], "rgba8", data=img, linear=True, label="input")
+            img = np.concatenate([img, np.full((*img.shape[:2], 1), 255, np.uint8)], axis=2)
+        self.input_image = Texture2D(
+            self.ctx, img.shape[1], img.shape[0], "rgba8", data=img, linear=True, label="input"
+        )
 
     @property
     def gpu_bytes(self) -> int:
         """Bytes of GPU memory held: values, colour table and textures."""
         tex = sum(t.nbytes for t, _, _ in self.weights.values())
-        extra = self.aggregates.nbytes + self.lut.nbytes + (self.input_image.nbytes if self.input_image else 0)
+        extra = (
+            self.aggregates.nbytes + self.lut.nbytes + (self.input_image.nbytes if self.input_image else 0)
+        )
         return self.values.nbytes + extra + tex
 
     def close(self) -> None:

@@ -110,7 +110,9 @@ def _query_info() -> GLInfo:
         minor=minor,
         max_texture_size=int(GL.glGetIntegerv(GL.GL_MAX_TEXTURE_SIZE)),
         max_ssbo_block_size=int(GL.glGetIntegerv(GL.GL_MAX_SHADER_STORAGE_BLOCK_SIZE)) if compute else 0,
-        ssbo_offset_alignment=int(GL.glGetIntegerv(GL.GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT)) if compute else 0,
+        ssbo_offset_alignment=int(GL.glGetIntegerv(GL.GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT))
+        if compute
+        else 0,
         max_point_size=float(GL.glGetFloatv(GL.GL_POINT_SIZE_RANGE)[1]),
     )
 
@@ -156,7 +158,9 @@ class GLContext:
             raise
         except Exception as e:
             canvas.close()
-            raise GLUnavailableError(f"could not make the EGL context current ({_short(e)}): {_INSTALL_HINT}") from e
+            raise GLUnavailableError(
+                f"could not make the EGL context current ({_short(e)}): {_INSTALL_HINT}"
+            ) from e
 
     # -- lifetime -----------------------------------------------------------------------------------------
     def make_current(self) -> None:
@@ -217,7 +221,9 @@ def free_gpu_memory(ctx: GLContext) -> int | None:
         from ..models import available_memory
 
         return available_memory("cpu")
-    exts = {GL.glGetStringi(GL.GL_EXTENSIONS, i).decode() for i in range(GL.glGetIntegerv(GL.GL_NUM_EXTENSIONS))}
+    exts = {
+        GL.glGetStringi(GL.GL_EXTENSIONS, i).decode() for i in range(GL.glGetIntegerv(GL.GL_NUM_EXTENSIONS))
+    }
     try:
         if "GL_NVX_gpu_memory_info" in exts:
             return int(GL.glGetIntegerv(0x9049)) * 1024  # GPU_MEMORY_INFO_CURRENT_AVAILABLE_VIDMEM_NVX, KiB

@@ -43,7 +43,9 @@ class Framebuffer(GLObject):
         self.depth = _Renderbuffer(ctx, rb, f"{label}.depth")
         glo = GL.glGenFramebuffers(1)
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, glo)
-        GL.glFramebufferTexture2D(GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_TEXTURE_2D, self.colour.glo, 0)
+        GL.glFramebufferTexture2D(
+            GL.GL_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_TEXTURE_2D, self.colour.glo, 0
+        )
         GL.glFramebufferRenderbuffer(GL.GL_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, rb)
         status = GL.glCheckFramebufferStatus(GL.GL_FRAMEBUFFER)
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)

@@ -72,4 +72,6 @@ class GLObject:
 
     def __repr__(self) -> str:
         glo, label = getattr(self, "glo", None), getattr(self, "label", "")
-        return f"<{type(self).__name__} {glo} {label!r}{' deleted' if getattr(self, 'deleted', False) else ''}>"
+        return (
+            f"<{type(self).__name__} {glo} {label!r}{' deleted' if getattr(self, 'deleted', False) else ''}>"
+        )

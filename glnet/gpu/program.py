@@ -63,7 +63,11 @@ class Program(GLObject):
     ) -> None:
         from OpenGL import GL
 
-        stages = [(GL.GL_VERTEX_SHADER, vertex), (GL.GL_FRAGMENT_SHADER, fragment), (GL.GL_COMPUTE_SHADER, compute)]
+        stages = [
+            (GL.GL_VERTEX_SHADER, vertex),
+            (GL.GL_FRAGMENT_SHADER, fragment),
+            (GL.GL_COMPUTE_SHADER, compute),
+        ]
         stages = [(t, n) for t, n in stages if n]
         if not stages:
             raise ValueError("a program needs at least one shader file")

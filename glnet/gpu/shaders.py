@@ -8,7 +8,7 @@ in neither raises :class:`ShaderNotFoundError` listing where it looked; nothing 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 __all__ = ["ShaderNotFoundError", "load_shader", "shader_dirs"]
@@ -52,7 +52,7 @@ def _expand(name: str, seen: set[str], depth: int) -> str:
     return _INCLUDE.sub(include, text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_shader(name: str, defines: tuple[tuple[str, str], ...] = ()) -> str:
     """Source of ``shaders/<name>`` with includes expanded and ``#define``s inserted after ``#version``."""
     source = _expand(name, {name}, 0)

@@ -45,7 +45,9 @@ class Texture2D(GLObject):
             raise ValueError(f"unknown texture format {fmt!r}; one of {sorted(_FORMATS)}")
         limit = ctx.info.max_texture_size
         if not (0 < width <= limit and 0 < height <= limit):
-            raise ValueError(f"texture {width}x{height} exceeds the driver's limit {limit} (use TiledTexture)")
+            raise ValueError(
+                f"texture {width}x{height} exceeds the driver's limit {limit} (use TiledTexture)"
+            )
         ctx.make_current()
         glo = GL.glGenTextures(1)
         GL.glBindTexture(GL.GL_TEXTURE_2D, glo)

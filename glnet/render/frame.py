@@ -90,24 +90,50 @@ def plan_draws(cloud: NeuronCloud, frame: FrameParams, lod: bool = False) -> lis
         layer = cloud.layers[i]
         s = layer.slab
         c, h, w = s.grid
-        aggregate = (layer.forced_aggregate or lod) and h * w > 1 and (
-            layer.forced_aggregate or s.spacing * frame.focal_px / frame.nearest_depth(s) < LOD_SPACING_PX
+        aggregate = (
+            (layer.forced_aggregate or lod)
+            and h * w > 1
+            and (
+                layer.forced_aggregate or s.spacing * frame.focal_px / frame.nearest_depth(s) < LOD_SPACING_PX
+            )
         )
         if not aggregate:
             items.append(
-                DrawItem(i, False, cloud.values, layer.byte_offset, layer.nbytes, s.count, c * h,
-                         {**layer.uniforms(), **frame.slab_uniforms(s)})
+                DrawItem(
+                    i,
+                    False,
+                    cloud.values,
+                    layer.byte_offset,
+                    layer.nbytes,
+                    s.count,
+                    c * h,
+                    {**layer.uniforms(), **frame.slab_uniforms(s)},
+                )
             )
             continue
         gx, gy = s.gap
         pitch = ((w + gx) * s.spacing, (h + gy) * s.spacing)
         x, y, z = s.origin
         centre = (x + (w - 1) / 2 * s.spacing, y - (h - 1) / 2 * s.spacing, z)
-        grid = {**layer.uniforms(), "u_grid": (c, 1, 1, s.tiles_x), "u_gap": (0, 0), "u_inv": (1.0, 1.0, 1.0 / s.tiles_x), "u_count": c}
+        grid = {
+            **layer.uniforms(),
+            "u_grid": (c, 1, 1, s.tiles_x),
+            "u_gap": (0, 0),
+            "u_inv": (1.0, 1.0, 1.0 / s.tiles_x),
+            "u_count": c,
+        }
         off, nbytes = cloud.aggregate_range(i)
         items.append(
-            DrawItem(i, True, cloud.aggregates, off, nbytes, c, c,
-                     {**grid, **frame.plane_uniforms(centre, pitch, 0.9 * min(pitch))})
+            DrawItem(
+                i,
+                True,
+                cloud.aggregates,
+                off,
+                nbytes,
+                c,
+                c,
+                {**grid, **frame.plane_uniforms(centre, pitch, 0.9 * min(pitch))},
+            )
         )
     return items
 

@@ -90,7 +90,10 @@ class Hud:
             return
         self._key = key
         img = hud_image(lines, frame_height, curves)
-        if self._texture is None or (self._texture.width, self._texture.height) != (img.shape[1], img.shape[0]):
+        if self._texture is None or (self._texture.width, self._texture.height) != (
+            img.shape[1],
+            img.shape[0],
+        ):
             if self._texture is not None:
                 self._texture.delete()
             self._texture = Texture2D(self.ctx, img.shape[1], img.shape[0], "rgba8", label="hud")

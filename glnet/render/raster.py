@@ -73,7 +73,9 @@ class ComputeNeurons:
         GL.glDepthFunc(GL.GL_ALWAYS)
         GL.glDisable(GL.GL_BLEND)
         self.keys.bind_base(GL.GL_SHADER_STORAGE_BUFFER, 1)
-        self.present.use().set(u_viewport=(frame.width, frame.height), u_depth=frame.uniforms()["u_depth"], u_lut=0)
+        self.present.use().set(
+            u_viewport=(frame.width, frame.height), u_depth=frame.uniforms()["u_depth"], u_lut=0
+        )
         cloud.lut.bind(0)
         GL.glBindVertexArray(self._vao)
         GL.glDrawArrays(GL.GL_TRIANGLES, 0, 3)
@@ -85,7 +87,7 @@ class ComputeNeurons:
         self.resolve(cloud, frame)
         return drawn
 
-    def read_keys(self) -> "object":
+    def read_keys(self) -> object:
         """The key buffer (height, width) uint32, bottom row first (tests)."""
         import numpy as np
 

@@ -34,7 +34,7 @@ def _codes(v: torch.Tensor, rng: ValueRange) -> torch.Tensor:
 
 
 def _cells(slab: Slab, device: torch.device) -> torch.Tensor:
-    c, h, w = slab.grid
+    _c, h, w = slab.grid
     i = torch.arange(slab.count, device=device)
     ch, r = i // (h * w), i % (h * w)
     row, col = r // w, r % w
@@ -54,7 +54,10 @@ def rasterize_reference(
     viewport = torch.tensor([width, height], dtype=torch.float32, device=device)
     for slab, v, rng in zip(slabs, values, ranges):
         u = frame.slab_uniforms(slab)
-        f32 = {k: torch.as_tensor(np.asarray(u[k], np.float32), device=device) for k in ("u_clip_origin", "u_clip_dx", "u_clip_dy")}
+        f32 = {
+            k: torch.as_tensor(np.asarray(u[k], np.float32), device=device)
+            for k in ("u_clip_origin", "u_clip_dx", "u_clip_dy")
+        }
         cell = _cells(slab, device)
         clip = f32["u_clip_origin"] + cell[:, :1] * f32["u_clip_dx"] + cell[:, 1:] * f32["u_clip_dy"]
         w = clip[:, 3]
@@ -66,7 +69,9 @@ def rasterize_reference(
         key = depth | _codes(v.reshape(-1).float(), rng)
         sel = visible.nonzero().squeeze(1)
         centre, radius, key = centre[sel], radius[sel], key[sel]
-        base = torch.minimum(centre.floor().to(torch.int64), torch.tensor([width - 1, height - 1], device=device))
+        base = torch.minimum(
+            centre.floor().to(torch.int64), torch.tensor([width - 1, height - 1], device=device)
+        )
         keys.scatter_reduce_(0, base[:, 1] * width + base[:, 0], key, reduce="amin")
         big = (radius > 0.5).nonzero().squeeze(1)
         if len(big):
@@ -76,7 +81,13 @@ def rasterize_reference(
                     px = base[big, 0] + dx
                     py = base[big, 1] + dy
                     d = torch.stack([px.float() + 0.5, py.float() + 0.5], dim=1) - centre[big]
-                    ok = ((d * d).sum(dim=1) <= radius[big] ** 2) & (px >= 0) & (px < width) & (py >= 0) & (py < height)
+                    ok = (
+                        ((d * d).sum(dim=1) <= radius[big] ** 2)
+                        & (px >= 0)
+                        & (px < width)
+                        & (py >= 0)
+                        & (py < height)
+                    )
                     k = ok.nonzero().squeeze(1)
                     if len(k):
                         keys.scatter_reduce_(0, py[k] * width + px[k], key[big][k], reduce="amin")

@@ -60,13 +60,17 @@ class FrameStats:
     neurons_drawn: int
     layers_drawn: int
     cpu_ms: float  # time to issue the frame (GPU work may still run, unless ``finish``)
-    aggregated: frozenset[int] = frozenset()  # layers drawn as per-channel aggregates (level of detail, budget)
+    aggregated: frozenset[int] = (
+        frozenset()
+    )  # layers drawn as per-channel aggregates (level of detail, budget)
 
 
 class SceneRenderer:
     """Draws a :class:`NeuronCloud` with its panels and a HUD; owns the GL programs it uses."""
 
-    def __init__(self, ctx: GLContext, cloud: NeuronCloud, renderer: str = "auto", *, lod: bool = False) -> None:
+    def __init__(
+        self, ctx: GLContext, cloud: NeuronCloud, renderer: str = "auto", *, lod: bool = False
+    ) -> None:
         self.ctx = ctx
         self.cloud = cloud
         self.renderer = choose_renderer(renderer, ctx.info, cloud.layout.count)
