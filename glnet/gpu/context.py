@@ -35,6 +35,14 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _nvidia_driver() -> bool:
+    """An NVIDIA kernel driver or its EGL vendor file is present (its EGL needs no EGL_PLATFORM)."""
+    vendor_dirs = ("/usr/share/glvnd/egl_vendor.d", "/usr/local/nvidia/share/glvnd/egl_vendor.d", "/etc/glvnd/egl_vendor.d")
+    if os.path.exists("/proc/driver/nvidia/version"):
+        return True
+    return any(os.path.exists(os.path.join(d, "10_nvidia.json")) for d in vendor_dirs)
+
+
 def configure_platform(headless: bool | None = None) -> Platform:
     """Choose EGL (headless) or GLX (window) for PyOpenGL and VisPy, before OpenGL is imported.
 
@@ -53,7 +61,8 @@ def configure_platform(headless: bool | None = None) -> Platform:
     if wanted == "egl":
         os.environ["PYOPENGL_PLATFORM"] = "egl"
         # Mesa needs a platform without a display server; NVIDIA's EGL picks its device platform itself.
-        os.environ.setdefault("EGL_PLATFORM", "surfaceless")
+        if not _nvidia_driver():
+            os.environ.setdefault("EGL_PLATFORM", "surfaceless")
     elif os.environ.get("PYOPENGL_PLATFORM") == "egl" and "OpenGL" not in sys.modules:
         del os.environ["PYOPENGL_PLATFORM"]
     _platform = wanted
