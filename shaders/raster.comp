@@ -1,7 +1,7 @@
 #version 430
 // raster.comp: the compute rasterizer. One invocation per feature-map row of the current layer marches
 // along the row (no index arithmetic per neuron), projects each neuron and atomicMin's a 32-bit key into
-// every pixel its disc covers. key = view depth (the top 22 bits of the float: positive floats order as
+// every pixel its disc covers (sub-pixel neighbours landing in one pixel are merged before the atomic). key = view depth (the top 22 bits of the float: positive floats order as
 // unsigned ints) | colour code (10 bits), so the nearest neuron wins and carries its colour; present.frag
 // turns keys into pixels.
 // Storage: s_values (binding 0, the layer's values as a range), s_keys (binding 1, width * height keys).
@@ -36,9 +36,27 @@ void main() {
     if (row * width >= u_count) return;
     uint first = row * width;
     vec2 start = neuron_cell(first);
+    ivec2 size = ivec2(u_viewport);
+    // Neighbours along a row often land in the same pixel: keep their smallest key and write it once.
+    int pending = -1;
+    uint best = 0xFFFFFFFFu;
     for (uint k = 0u; k < width; ++k) {
         Splat s = project_cell(vec2(start.x + float(k), start.y));
         if (!s.visible) continue;
-        splat(s, (floatBitsToUint(s.w) & 0xFFFFFC00u) | colour_code(s_values[first + k]));
+        uint key = (floatBitsToUint(s.w) & 0xFFFFFC00u) | colour_code(s_values[first + k]);
+        if (s.radius > 0.5) {
+            splat(s, key);
+            continue;
+        }
+        ivec2 c = min(ivec2(floor(s.centre)), size - 1);
+        int at = c.y * size.x + c.x;
+        if (at != pending) {
+            if (pending >= 0) atomicMin(s_keys[pending], best);
+            pending = at;
+            best = key;
+        } else {
+            best = min(best, key);
+        }
     }
+    if (pending >= 0) atomicMin(s_keys[pending], best);
 }

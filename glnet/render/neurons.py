@@ -31,7 +31,7 @@ class InstancedNeurons:
         self.program = Program(ctx, vertex="neurons.vert", fragment="neurons.frag", label="neurons")
         self._vao = GL.glGenVertexArrays(1)
 
-    def draw(self, cloud: NeuronCloud, frame: FrameParams, items: list[DrawItem]) -> int:
+    def draw(self, cloud: NeuronCloud, frame: FrameParams, items: list[DrawItem], depth: bool = True) -> int:
         """Draw the planned layers; returns the number of discs submitted."""
         from OpenGL import GL
 

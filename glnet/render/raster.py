@@ -35,6 +35,9 @@ class ComputeNeurons:
         self.ctx = ctx
         self.raster = Program(ctx, compute="raster.comp", label="raster")
         self.present = Program(ctx, vertex="fullscreen.vert", fragment="present.frag", label="present")
+        self.present_flat = Program(
+            ctx, vertex="fullscreen.vert", fragment="present.frag", defines={"GLNET_NO_DEPTH": 1}, label="present"
+        )
         self.keys: Buffer | None = None
         self._vao = GL.glGenVertexArrays(1)
 
@@ -64,8 +67,8 @@ class ComputeNeurons:
         GL.glMemoryBarrier(GL.GL_SHADER_STORAGE_BARRIER_BIT)
         return drawn
 
-    def resolve(self, cloud: NeuronCloud, frame: FrameParams) -> None:
-        """Pass 2: keys to colour and depth in the bound framebuffer."""
+    def resolve(self, cloud: NeuronCloud, frame: FrameParams, depth: bool = True) -> None:
+        """Pass 2: keys to colour (and depth, for panels drawn after) in the bound framebuffer."""
         from OpenGL import GL
 
         assert self.keys is not None
@@ -82,9 +85,9 @@ class ComputeNeurons:
         GL.glBindVertexArray(0)
         GL.glDepthFunc(GL.GL_LESS)
 
-    def draw(self, cloud: NeuronCloud, frame: FrameParams, items: list[DrawItem]) -> int:
+    def draw(self, cloud: NeuronCloud, frame: FrameParams, items: list[DrawItem], depth: bool = True) -> int:
         drawn = self.rasterize(cloud, frame, items)
-        self.resolve(cloud, frame)
+        self.resolve(cloud, frame, depth)
         return drawn
 
     def read_keys(self) -> object:
@@ -100,6 +103,6 @@ class ComputeNeurons:
         if self._vao:
             GL.glDeleteVertexArrays(1, [self._vao])
             self._vao = 0
-        for obj in (self.raster, self.present, self.keys):
+        for obj in (self.raster, self.present, self.present_flat, self.keys):
             if obj is not None:
                 obj.delete()

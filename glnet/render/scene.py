@@ -101,7 +101,8 @@ class SceneRenderer:
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
         frame = FrameParams(camera, target.width, target.height)
         items = plan_draws(self.cloud, frame, self.lod)
-        drawn = self.neurons.draw(self.cloud, frame, items) if items else 0
+        panels = self.show_panels and bool(self.cloud.weights or self.cloud.input_image)
+        drawn = self.neurons.draw(self.cloud, frame, items, depth=panels) if items else 0
         if self.show_panels:
             self.panels.draw(self.cloud, frame)
         if hud:
