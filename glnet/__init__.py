@@ -4,9 +4,10 @@ The data flows through one module per stage::
 
     model + input -> capture -> layout -> gpu (buffers, textures, interop) -> render -> camera -> app (window/offscreen)
 
-The public API is re-exported here. ``capture`` is bound at import (its module has the same name, and a lazily
-resolved name would be shadowed by the submodule once anything imports it); the rest is imported lazily, so
-``import glnet`` never touches OpenGL, which must be configured for EGL or GLX before it is first imported.
+The public API is re-exported here. ``capture`` and ``live`` are bound at import (their modules have the same
+names, and a lazily resolved name would be shadowed by the submodule once anything imports it); the rest is
+imported lazily, so ``import glnet`` never touches OpenGL, which must be configured for EGL or GLX before it
+is first imported.
 
 Example::
 
@@ -44,11 +45,14 @@ _EXPORTS = {
     "load_weights": "glnet.models",
     "test_image": "glnet.inputs",
     "GlnetError": "glnet.errors",
+    "live": "glnet.live",
+    "Live": "glnet.live",
 }
 
 __all__ = sorted(_EXPORTS)
 
 from .capture import capture  # noqa: E402  (see the module docstring)
+from .live import live  # noqa: E402  (the same: the function, not its module glnet.live)
 
 if TYPE_CHECKING:
     from .app import Viewer, Visualization, layout_for, render_snapshot, render_tour
@@ -59,6 +63,7 @@ if TYPE_CHECKING:
     from .gpu.context import GLContext, configure_platform
     from .inputs import test_image
     from .layout import Layout, build_layout
+    from .live import Live
     from .models import load_model, load_weights
     from .pipeline import trace_model
 

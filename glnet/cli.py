@@ -111,6 +111,68 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-hud", action="store_true", help="leave the text overlay out of the image")
     s.set_defaults(run=_cmd_snapshot)
 
+    b = sub.add_parser(
+        "bench",
+        help="measure render throughput against VisPy Markers on the same points",
+        description="Time glnet's renderers and VisPy's Markers visual on the same points, camera and size: "
+        "p50/p95 frame time (glFinish), points/s, GPU bytes per point, upload GB/s and the speed-up over "
+        "Markers. Writes a table to stdout, and JSON (schema_version 1) plus a log-log PNG plot with --json.",
+    )
+    b.add_argument("--points", metavar="N[,N...]", help="synthetic cloud sizes, e.g. 1e6,1e7 or 500k,2M "
+                   "(default 1e6 unless --model is given)")
+    b.add_argument("--model", metavar="NAME", help="also (or only) bench this model's real neuron cloud, e.g. resnet50")
+    b.add_argument("--size", default="1280x720", metavar="WxH", help="frame size (default 1280x720)")
+    b.add_argument("--frames", type=int, default=20, metavar="N", help="timed frames per case (default 20)")
+    b.add_argument("--warmup", type=int, default=2, metavar="N", help="warm-up frames per case (default 2)")
+    b.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
+                   help="stop timing a case after this long, once 3 frames are in (default 10)")
+    b.add_argument("--renderers", default="instanced,compute,vispy-markers", metavar="LIST",
+                   help="comma-separated: instanced, compute, vispy-markers (default all three)")
+    b.add_argument("--json", metavar="FILE", help="write the results as JSON, and the plot next to it (.png)")
+    b.add_argument("--plot", metavar="FILE.png", help="write the frame-time plot here")
+    b.add_argument("--images", metavar="DIR", help="save each case's last frame as a PNG in DIR")
+    b.set_defaults(run=_cmd_bench)
+
+    t = sub.add_parser(
+        "train",
+        help="train a model and watch its neurons change every step",
+        description="Train MODEL (a classifier; its head is resized to the data's classes) with cross entropy"
+        " while the cloud shows one fixed held-out probe sample every step: frame-to-frame change is "
+        "learning. Window keys: 1/2/3 activations/gradients/weight change (also G and Shift+W; plain W "
+        "flies). Ctrl-C or closing the window ends training after the current step and writes --save.",
+    )
+    t.add_argument("model", metavar="MODEL", help="torchvision model name or package.module:callable")
+    t.add_argument("--data", default="synthetic", metavar="synthetic|PATH",
+                   help="synthetic coloured shapes (default), an ImageFolder tree or a CIFAR-10 folder")
+    t.add_argument("--device", help="cuda or cpu (default cuda when available)")
+    t.add_argument("--batch", type=int, default=32, metavar="N", help="samples per step (default 32)")
+    t.add_argument("--lr", type=float, help="learning rate (default 1e-3 for adamw, 0.05 for sgd)")
+    t.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
+                   help="AdamW (default), or SGD with momentum 0.9")
+    t.add_argument("--steps", type=int, default=100, metavar="N", help="training steps (default 100)")
+    t.add_argument("--every", type=int, default=1, metavar="K",
+                   help="update the view every K steps (default 1)")
+    t.add_argument("--headless", action="store_true", help="render offscreen even if a display exists")
+    t.add_argument("--record", metavar="FILE.mp4", help="record a video: one frame for every updated step")
+    t.add_argument("--save", metavar="CKPT", help="checkpoint at the end, on Ctrl-C and on a NaN stop")
+    t.add_argument("--stats-json", metavar="FILE", help="write steps, frames, losses, update path, timings")
+    t.add_argument("--image-size", "--input-size", dest="image_size", type=int, metavar="N",
+                   help="side of the square training images (default 64 on CPU, 224 on CUDA)")
+    t.add_argument("--keep-going", action="store_true",
+                   help="on a NaN/Inf loss show it and go on (skipping that update) instead of stopping")
+    t.add_argument("--mode", choices=("activations", "gradients", "weights"), default="activations",
+                   help="what the cloud shows at first (default activations)")
+    t.add_argument("--weights", metavar="FILE", help="state dict to start from (e.g. an earlier --save)")
+    t.add_argument("--workers", type=int, metavar="N",
+                   help="data loader processes (default 0 on CPU, 4 on CUDA)")
+    t.add_argument("--size", default="1280x720", metavar="WxH", help="window/video size (default 1280x720)")
+    t.add_argument("--fps", type=float, default=15.0, help="frame rate of the --record video (default 15)")
+    t.add_argument("--camera", metavar="NAME|JSON", help="headless camera as for snapshot (default overview)")
+    t.add_argument("--renderer", choices=("auto", "instanced", "compute"), default="auto",
+                   help="neuron renderer (default auto)")
+    t.add_argument("--seed", type=int, default=0, help="seed for weights, data order and probe (default 0)")
+    t.set_defaults(run=_cmd_train)
+
     i = sub.add_parser("info", help="report the OpenGL driver, capabilities and CUDA interop status")
     i.set_defaults(run=_cmd_info)
     return parser
@@ -255,6 +317,61 @@ def _cmd_view(args: argparse.Namespace) -> int:
     viewer = Viewer(prep.trace, lod=args.lod, max_neurons=args.max_neurons, size=size, fullscreen=args.fullscreen, renderer=args.renderer, title=f"glnet - {prep.spec.name}")
     _say(f"glnet: flying through {prep.spec.name} ({viewer.vis.renderer}); Esc quits")
     viewer.run()
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import parse_points, parse_renderers
+
+    points = parse_points(args.points) if args.points is not None else None
+    renderers = parse_renderers(args.renderers)
+    size = parse_size(args.size)
+    if args.frames < 1 or args.warmup < 0 or not args.budget > 0:
+        raise InputError("--frames must be at least 1, --warmup at least 0 and --budget positive")
+    plot = Path(args.plot) if args.plot else (Path(args.json).with_suffix(".png") if args.json else None)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"--plot must end in .png, not {plot.name!r}")
+    from .gpu.context import configure_platform
+
+    configure_platform(headless=True)
+    from .bench import run_bench
+
+    result = run_bench(
+        points, args.model, size, args.frames, renderers, args.warmup, budget_s=args.budget,
+        images=args.images, progress=lambda msg: _say(f"glnet: bench {msg}"),
+    )
+    print(result.table(), flush=True)
+    for case, ratio in result.ratios():
+        print(f"{case.renderer} is {ratio:.1f}x VisPy Markers at {case.points:,} points ({case.workload})")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(result.to_json(), encoding="utf-8")
+        _say(f"glnet: wrote {out}")
+    if plot is not None:
+        _say(f"glnet: wrote {result.plot(plot)}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .live import TrainConfig, train
+
+    cfg = TrainConfig(
+        model=args.model, data=args.data, device=args.device, batch=args.batch, lr=args.lr,
+        optimizer=args.optimizer, steps=args.steps, every=args.every, headless=args.headless,
+        record=args.record, save=args.save, stats_json=args.stats_json, image_size=args.image_size,
+        keep_going=args.keep_going, weights=args.weights, seed=args.seed, size=parse_size(args.size),
+        renderer=args.renderer, mode=args.mode, fps=args.fps, camera=args.camera, workers=args.workers,
+    )
+    result = train(cfg, say=_say)
+    losses = [v for v in result["loss"] if isinstance(v, float)]
+    _say(
+        f"glnet: {result['stopped']} after {result['steps']} steps, {result['frames']} frames "
+        f"({result['update_path']}); loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else
+        f"glnet: {result['stopped']} after {result['steps']} steps"
+    )
+    if result["stopped"] not in ("completed", "window closed"):
+        return 130 if result["stopped"] == "interrupted" else 1
     return 0
 
 

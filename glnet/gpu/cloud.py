@@ -193,6 +193,18 @@ class NeuronCloud:
             self.frame_sets += 1
         return sent
 
+    def apply_ranges(self, ranges: Sequence[ValueRange]) -> None:
+        """Set every layer's colour range now and count a frame-set (render thread).
+
+        For update paths that copy values into :attr:`values` themselves (live training's staging copies),
+        so the ranges take effect in the same frame as the values they describe.
+        """
+        if len(ranges) != len(self.layers):
+            raise ValueError(f"{len(ranges)} ranges for a layout of {len(self.layers)} layers")
+        for layer, r in zip(self.layers, ranges):
+            layer.range = r
+        self.frame_sets += 1
+
     def read_values(self, index: int) -> np.ndarray:
         """A layer's values as the GPU holds them (tests)."""
         layer = self.layers[index]
