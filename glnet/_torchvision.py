@@ -28,7 +28,7 @@ def _ops_present() -> bool:
     import torch
 
     try:
-        torch.ops.torchvision.nms
+        _ = torch.ops.torchvision.nms  # the attribute lookup is the probe
     except (AttributeError, RuntimeError):
         return False
     return True

@@ -37,7 +37,7 @@ MAX_WEIGHT_TEXELS = 64 << 20  # weight atlases above this many texels in all are
 
 
 def input_rgb(x: torch.Tensor) -> np.ndarray | None:
-    """The model input as an RGB uint8 image (ImageNet normalisation undone), or None if it is not an image."""
+    """The model input as an RGB uint8 image (ImageNet normalisation undone); None if not an image."""
     t = x.detach()
     if t.dim() >= 4:
         t = t[0]
@@ -115,7 +115,7 @@ class Visualization:
     def update(
         self, trace: Trace | Sequence[torch.Tensor], ranges: Sequence[ValueRange] | None = None
     ) -> None:
-        """Queue new values (a trace of the same model, or one tensor per layer); drawn from the next frame."""
+        """Queue new values (a trace of this model, or one tensor per layer); drawn from the next frame."""
         values = [r.value for r in trace.layers] if isinstance(trace, Trace) else list(trace)
         if ranges is None:
             ranges = [robust_range(v) for v in values]
@@ -123,7 +123,7 @@ class Visualization:
         self.cloud.set_values(values, ranges)
 
     def layer_at(self, camera: Camera) -> int:
-        """The layer the camera is at: the nearest slab ahead of it along the flight axis (else the nearest)."""
+        """The layer the camera is at: the nearest slab ahead along the flight axis (else the nearest)."""
         z = float(camera.position[2])
         ahead = [i for i, s in enumerate(self.layout.slabs) if (s.z - z) * camera.forward[2] > 0]
         if not ahead:

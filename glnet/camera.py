@@ -341,8 +341,8 @@ def camera_from_spec(spec: str | None, layout: Layout, aspect: float = 16 / 9) -
 
 
 def tour(layout: Layout, aspect: float = 16 / 9) -> Callable[[float], Camera]:
-    """A scripted fly-through, ``t`` in [0, 1]: hold the overview, glide down beside the stack looking ahead at
-    the coming layers, then turn to face the output layer. Used for headless videos and benchmarks."""
+    """A scripted fly-through, ``t`` in [0, 1]: hold the overview, glide down beside the stack looking
+    ahead at the coming layers, then turn to face the output layer. For headless videos and benchmarks."""
     start = named_camera("overview", layout, aspect)
     start_target = start.position + start.forward * np.linalg.norm(
         start.position - np.mean(layout.bounds(), axis=0)
@@ -380,7 +380,7 @@ def tour(layout: Layout, aspect: float = 16 / 9) -> Callable[[float], Camera]:
     return at
 
 
-# -- controls -------------------------------------------------------------------------------------------------
+# -- controls ------------------------------------------------------------------------------------------
 
 # key (VisPy key name, lower case) -> (action, argument). Movement axes are camera-local (x right, z back).
 CONTROLS: dict[str, tuple[str, Any]] = {

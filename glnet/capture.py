@@ -351,7 +351,7 @@ def capture(
                 output = model(x)
         except torch.OutOfMemoryError as e:
             raise OutOfMemoryError(
-                f"out of memory running the model on {device}: try a smaller input size ({e.__class__.__name__})"
+                f"out of memory running the model on {device}: try a smaller input size"
             ) from e
         except RuntimeError as e:
             if "out of memory" in str(e).lower():

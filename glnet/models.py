@@ -79,7 +79,8 @@ def _check_fits(name: str, build: Any, device: torch.device) -> None:
     have = available_memory(device)
     if need * 1.5 > have:
         raise OutOfMemoryError(
-            f"{name} needs {need / 2**30:.1f} GiB for its weights but only {have / 2**30:.1f} GiB is free on {device}"
+            f"{name} needs {need / 2**30:.1f} GiB for its weights but only {have / 2**30:.1f} GiB"
+            f" is free on {device}"
         )
 
 
@@ -92,7 +93,7 @@ def _input_shape(family: str, size: int) -> tuple[int, ...]:
 def load_model(
     spec: str, *, input_size: int = 224, device: str | torch.device = "cpu", seed: int = 0
 ) -> ModelSpec:
-    """Resolve MODEL (torchvision name, ``pkg.module:callable`` or TorchScript file) to a module on ``device``."""
+    """Resolve MODEL (torchvision name, ``pkg.module:callable``, TorchScript file) to a module."""
     device = torch.device(device)
     text = str(spec).strip()
     if not text:
@@ -188,7 +189,7 @@ def _examples(keys: list[str]) -> str:
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str], model_name: str = "the model") -> None:
-    """Load a weights file into ``model`` (never running code from the file); one-line errors on any mismatch."""
+    """Load a weights file into ``model`` (never running code from it); one-line errors on any mismatch."""
     p = Path(path)
     if not p.is_file():
         raise WeightsError(f"weights file {str(p)!r} does not exist")
@@ -218,7 +219,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], model_name: str
         if wrong:
             k = wrong[0]
             parts.append(
-                f"{len(wrong)} of the wrong shape ({k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
+                f"{len(wrong)} of the wrong shape"
+                f" ({k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)})"
             )
         raise WeightsError(f"{str(p)!r} does not match {model_name}: " + "; ".join(parts))
     try:

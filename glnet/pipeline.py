@@ -1,7 +1,7 @@
 """From a MODEL argument to a trace: resolve the model, load weights, make the input, capture.
 
-This is the front half of every command (``view``, ``snapshot``, ``bench --model``, ``train``), in one place so
-each reports bad input the same way.
+This is the front half of every command (``view``, ``snapshot``, ``bench --model``, ``train``), in one
+place so each reports bad input the same way.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def trace_model(
     device: str = "cpu",
     seed: int = 0,
 ) -> Prepared:
-    """Build (or load) ``model``, optionally load ``weights``, and capture it on ``image`` (or the test image)."""
+    """Build (or load) ``model``, load ``weights`` if given, and capture it on ``image`` or the test image."""
     if input_size < 16 or input_size > 4096:
         raise InputError(f"input size must be between 16 and 4096 pixels, not {input_size}")
     if device.startswith("cuda") and not torch.cuda.is_available():

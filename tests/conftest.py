@@ -59,7 +59,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 class TinyNet(nn.Module):
-    """conv-bn-relu(inplace) / maxpool / conv-relu / avgpool / linear: every layer kind, a few hundred neurons."""
+    """conv-bn-relu(inplace) / maxpool / conv-relu / avgpool / linear: every layer kind, few neurons."""
 
     def __init__(self) -> None:
         super().__init__()

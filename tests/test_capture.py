@@ -192,7 +192,7 @@ def test_resnet50_counts_match_the_definition():
 def test_public_api_capture_is_the_function():
     """``glnet.capture`` stays the function even after its same-named module is imported elsewhere."""
     import glnet
-    import glnet.pipeline  # noqa: F401 - imports glnet.capture (the module)
+    import glnet.pipeline
 
     assert glnet.capture is capture and callable(glnet.capture)
     assert glnet.Trace.__name__ == "Trace" and callable(glnet.render_snapshot)

@@ -1,4 +1,4 @@
-"""GPU stage: uploads read back equal what was sent; textures tile past the size limit; objects are released."""
+"""GPU stage: uploads read back equal what was sent; textures tile past the size limit; objects go."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_values_upload_reads_back_per_layer(gl):
             np.testing.assert_array_equal(cloud.read_values(i), v.numpy().ravel())
             assert cloud.layers[i].byte_offset % LAYER_ALIGN == 0
         assert cloud.nbytes < 4 * layout.count + LAYER_ALIGN * len(layout.slabs)  # ~4 bytes a neuron
-        with pytest.raises(ValueError, match="neurons"):
+        with pytest.raises(ValueError, match=r"neurons"):
             cloud.set_values([torch.zeros(3), values[1], values[2]])
     finally:
         cloud.close()
@@ -109,9 +109,9 @@ def test_objects_are_released(gl):
 def test_shader_errors_name_the_file(gl):
     from glnet.gpu.program import Program, ShaderError
 
-    with pytest.raises(ShaderNotFoundError, match="no_such.vert"):
+    with pytest.raises(ShaderNotFoundError, match=r"no_such\.vert"):
         Program(gl, vertex="no_such.vert", fragment="neurons.frag")
-    with pytest.raises(ShaderError, match="raster.comp"):
+    with pytest.raises(ShaderError, match=r"raster\.comp"):
         Program(gl, compute="raster.comp", defines={"u_count": "syntax error here"})
 
 
@@ -164,7 +164,8 @@ def test_shaders_load_from_an_installed_wheel(tmp_path):
     code = (
         "import glnet.gpu.shaders as s, pathlib;"
         "d = s.shader_dirs(); print(d[0]);"
-        "[s.load_shader(n) for n in ('raster.comp', 'neurons.vert', 'neurons.frag', 'present.frag', 'panel.frag')]"
+        "[s.load_shader(n) for n in"
+        " ('raster.comp', 'neurons.vert', 'neurons.frag', 'present.frag', 'panel.frag')]"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(site)

@@ -1,4 +1,3 @@
-
 """Tests of glnet.gpu.interop: CUDA-OpenGL buffer sharing.
 
 Most tests run anywhere: a fake of the cuda-bindings runtime module records every call and answers

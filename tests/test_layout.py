@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -36,7 +38,7 @@ def test_slabs_follow_forward_order_without_overlap():
     layout = build_layout(GRIDS)
     zs = [s.z for s in layout.slabs]
     assert zs == sorted(zs, reverse=True)
-    assert all(a - b > 0 for a, b in zip(zs, zs[1:]))
+    assert all(a - b > 0 for a, b in itertools.pairwise(zs))
     offsets = [s.offset for s in layout.slabs]
     assert offsets == list(np.cumsum([0] + [s.count for s in layout.slabs])[:-1])
 

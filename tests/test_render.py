@@ -1,4 +1,4 @@
-"""Rendering, looked at as pixels: neurons where the camera puts them, in the colormap's colours, depth-tested.
+"""Rendering, looked at as pixels: neurons where the camera puts them, in the colormap's colours, depth-tested
 
 Both renderers draw the same scenes; ``colour_codes``/``lut`` (the Python mirror of ``colormap.glsl``) and
 ``Camera.project`` (the mirror of ``camera.glsl``) say what each pixel must hold.
@@ -77,7 +77,7 @@ def test_background_where_no_neuron_and_discs_are_round(gl, renderer):
     _, _, pr = _pixels(cam, neuron_positions(slab))
     radius = 0.5 * slab.point_size * cam.focal_px(H) / pr.w[0]
     assert radius > 4
-    # every pixel near the first neuron: lit exactly when its centre is within the radius (or holds the centre)
+    # every pixel near the first neuron: lit exactly when its centre is within the radius (or holds it)
     cx, cy = pr.x[0], pr.y[0]
     span = int(radius) + 2
     for py in range(int(cy) - span, int(cy) + span + 1):

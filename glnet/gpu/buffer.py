@@ -86,7 +86,7 @@ class Buffer(GLObject):
             )
 
     def update_range(self, data: object, offset: int = 0) -> None:
-        """Queue ``data`` (array, tensor or bytes) for ``[offset, offset + nbytes)``; thread-safe, no GL call."""
+        """Queue ``data`` (array, tensor or bytes) for ``[offset, offset + nbytes)``; thread-safe, no GL."""
         arr = _as_bytes_array(data)
         self._check_range(offset, arr.nbytes)
         with self._lock:

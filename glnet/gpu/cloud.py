@@ -55,7 +55,7 @@ class LayerGPU:
         return 0 if self.forced_aggregate else self.slab.count * BYTES_PER_NEURON
 
     def uniforms(self) -> dict[str, object]:
-        """The layer's own uniforms (``layer.glsl``, ``colormap.glsl``); the camera adds its plane per frame."""
+        """The layer's own uniforms (``layer.glsl``, ``colormap.glsl``); the frame adds its plane."""
         s = self.slab
         c, h, w = s.grid
         return {
@@ -69,7 +69,7 @@ class LayerGPU:
 
 
 def layer_offsets(counts: Sequence[int] | Layout, align: int = LAYER_ALIGN) -> tuple[list[int], int]:
-    """Byte offset of each layer (``counts`` values each, or a layout's slabs) in a packed buffer, and its size."""
+    """Byte offsets of layers of ``counts`` values (or a layout's slabs) in a packed buffer, and its size."""
     if isinstance(counts, Layout):
         counts = [s.count for s in counts.slabs]
     offsets, at = [], 0
@@ -105,7 +105,7 @@ def pack_values(values: Sequence[torch.Tensor], offsets: Sequence[int], total_by
         raise ValueError("no layer values to pack")
     device = values[0].device
     flat = torch.zeros(total_bytes // BYTES_PER_NEURON, dtype=torch.float32, device=device)
-    for v, off in zip(values, offsets):
+    for v, off in zip(values, offsets, strict=True):
         start = off // BYTES_PER_NEURON
         flat[start : start + v.numel()].copy_(v.reshape(-1), non_blocking=True)
     return flat
@@ -128,7 +128,7 @@ class NeuronCloud:
         self.lut = Texture2D(ctx, 1024, 1, "rgba8", data=lut()[None], label="colour table")
         self.layers = [
             LayerGPU(s, off, ValueRange(0.0, 1.0, False), s.index in self.forced)
-            for s, off in zip(layout.slabs, self.offsets)
+            for s, off in zip(layout.slabs, self.offsets, strict=True)
         ]
         self.weights: dict[int, tuple[TiledTexture, WeightAtlas, ValueRange]] = {}
         self.input_image: Texture2D | None = None
@@ -150,14 +150,14 @@ class NeuronCloud:
     def check(self, values: Sequence[torch.Tensor]) -> None:
         if len(values) != len(self.layers):
             raise ValueError(f"{len(values)} layer tensors for a layout of {len(self.layers)} layers")
-        for v, layer in zip(values, self.layers):
+        for v, layer in zip(values, self.layers, strict=True):
             if v.numel() != layer.slab.count:
                 raise ValueError(
                     f"layer {layer.slab.name!r} has {layer.slab.count} neurons but its tensor {v.numel()}"
                 )
 
     def set_values(self, values: Sequence[torch.Tensor], ranges: Sequence[ValueRange] | None = None) -> None:
-        """Queue a frame-set (one tensor per layer, any device); ranges are computed on that device if not given.
+        """Queue a frame-set (one tensor per layer, any device); ranges computed on that device if not given.
 
         Thread-safe and GL-free: the upload happens in :meth:`flush` on the render thread.
         """
@@ -177,7 +177,7 @@ class NeuronCloud:
             self._pending_ranges = list(ranges)
 
     def attach_interop(self, sink: object) -> None:
-        """Route CUDA frame-sets through ``sink`` (``stage(tensor)`` now, ``flush()`` on the render thread)."""
+        """Route CUDA frame-sets through ``sink``: ``stage(tensor)`` now, ``flush()`` on the render thread."""
         self._sink = sink
 
     def flush(self) -> int:
@@ -188,7 +188,7 @@ class NeuronCloud:
         if self._sink is not None:
             sent += int(self._sink.flush())
         if ranges is not None:
-            for layer, r in zip(self.layers, ranges):
+            for layer, r in zip(self.layers, ranges, strict=True):
                 layer.range = r
             self.frame_sets += 1
         return sent
@@ -201,7 +201,7 @@ class NeuronCloud:
         """
         if len(ranges) != len(self.layers):
             raise ValueError(f"{len(ranges)} ranges for a layout of {len(self.layers)} layers")
-        for layer, r in zip(self.layers, ranges):
+        for layer, r in zip(self.layers, ranges, strict=True):
             layer.range = r
         self.frame_sets += 1
 

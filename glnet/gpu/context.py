@@ -1,4 +1,4 @@
-"""The OpenGL context: VisPy supplies it (an EGL pbuffer headless, a GLFW window on a display), PyOpenGL talks to it.
+"""The OpenGL context: VisPy makes it (EGL pbuffer headless, GLFW window on a display); PyOpenGL talks to it.
 
 PyOpenGL binds to one platform (EGL or GLX) at import, so :func:`configure_platform` must run before the first
 ``import OpenGL``; every glnet entry point calls it. A :class:`GLContext` owns the GL objects made in it:
@@ -37,7 +37,11 @@ def has_display() -> bool:
 
 def _nvidia_driver() -> bool:
     """An NVIDIA kernel driver or its EGL vendor file is present (its EGL needs no EGL_PLATFORM)."""
-    vendor_dirs = ("/usr/share/glvnd/egl_vendor.d", "/usr/local/nvidia/share/glvnd/egl_vendor.d", "/etc/glvnd/egl_vendor.d")
+    vendor_dirs = (
+        "/usr/share/glvnd/egl_vendor.d",
+        "/usr/local/nvidia/share/glvnd/egl_vendor.d",
+        "/etc/glvnd/egl_vendor.d",
+    )
     if os.path.exists("/proc/driver/nvidia/version"):
         return True
     return any(os.path.exists(os.path.join(d, "10_nvidia.json")) for d in vendor_dirs)
@@ -56,7 +60,7 @@ def configure_platform(headless: bool | None = None) -> Platform:
     current = _platform or ("egl" if os.environ.get("PYOPENGL_PLATFORM") == "egl" else None)
     if "OpenGL" in sys.modules and current is not None and current != wanted:
         raise GLUnavailableError(
-            f"OpenGL was already set up for {current.upper()} in this process; cannot switch to {wanted.upper()}"
+            f"OpenGL is already set up for {current.upper()} here; cannot switch to {wanted.upper()}"
         )
     if wanted == "egl":
         os.environ["PYOPENGL_PLATFORM"] = "egl"
@@ -145,7 +149,7 @@ class GLContext:
             found = f"{self.info.version} ({self.info.renderer})"
             self.close()
             raise GLUnavailableError(
-                f"glnet needs OpenGL {self.REQUIRED[0]}.{self.REQUIRED[1]} (compute shaders, storage buffers); "
+                f"glnet needs OpenGL {self.REQUIRED[0]}.{self.REQUIRED[1]} (compute shaders, SSBOs); "
                 f"the driver offers {found}"
             )
         self.max_texture_size = self.info.max_texture_size  # tests lower this to exercise tiling
@@ -222,7 +226,7 @@ class GLContext:
 
 
 def free_gpu_memory(ctx: GLContext) -> int | None:
-    """Bytes of GPU memory free, when the driver says (NVIDIA, AMD); host memory for software GL; else None."""
+    """Free GPU memory in bytes when the driver says (NVIDIA, AMD); host memory for software GL; else None."""
     from OpenGL import GL
 
     ctx.make_current()

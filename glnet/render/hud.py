@@ -109,7 +109,9 @@ class Hud:
         if tex is None or (tex.width, tex.height) != (img.shape[1], img.shape[0]):
             if tex is not None:
                 tex.delete()
-            tex = self._textures[name] = Texture2D(self.ctx, img.shape[1], img.shape[0], "rgba8", label=f"hud {name}")
+            tex = self._textures[name] = Texture2D(
+                self.ctx, img.shape[1], img.shape[0], "rgba8", label=f"hud {name}"
+            )
         tex.write(img)
 
     def update(self, lines: Sequence[str], frame_height: int, curves: Curves | None = None) -> None:

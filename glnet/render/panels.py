@@ -1,4 +1,4 @@
-"""Panels standing in the scene: each conv layer's kernels as an atlas beside its slab, the input image in front."""
+"""Panels in the scene: each conv layer's kernels as an atlas beside its slab, the input image in front."""
 
 from __future__ import annotations
 

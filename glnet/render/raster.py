@@ -1,10 +1,10 @@
 """The compute rasterizer: neurons splatted by a compute shader with 32-bit atomicMin keys, then presented.
 
 Pass 1 (``raster.comp``), per visible layer, one invocation per feature-map row: project each neuron and
-atomicMin ``depth | colour code`` into a key buffer of one uint per pixel. Pass 2 (``present.frag``): turn keys into colour and depth in the bound
-framebuffer, so panels and the HUD can be drawn over it with an ordinary depth test. On llvmpipe this is
-~8x faster than point sprites at 11 M neurons; on datacenter GPUs compute reaches every SM, where the
-vertex/fragment path reaches a few.
+atomicMin ``depth | colour code`` into a key buffer of one uint per pixel. Pass 2 (``present.frag``): turn
+keys into colour and depth in the bound framebuffer, so panels and the HUD can be drawn over it with an
+ordinary depth test. On llvmpipe this is ~8x faster than point sprites at 11 M neurons; on datacenter GPUs
+compute reaches every SM, where the vertex/fragment path reaches a few.
 """
 
 from __future__ import annotations
@@ -36,7 +36,11 @@ class ComputeNeurons:
         self.raster = Program(ctx, compute="raster.comp", label="raster")
         self.present = Program(ctx, vertex="fullscreen.vert", fragment="present.frag", label="present")
         self.present_flat = Program(
-            ctx, vertex="fullscreen.vert", fragment="present.frag", defines={"GLNET_NO_DEPTH": 1}, label="present"
+            ctx,
+            vertex="fullscreen.vert",
+            fragment="present.frag",
+            defines={"GLNET_NO_DEPTH": 1},
+            label="present",
         )
         self.keys: Buffer | None = None
         self._vao = GL.glGenVertexArrays(1)

@@ -52,7 +52,7 @@ def rasterize_reference(
     width, height = frame.width, frame.height
     keys = torch.full((height * width,), EMPTY_KEY, dtype=torch.int64, device=device)
     viewport = torch.tensor([width, height], dtype=torch.float32, device=device)
-    for slab, v, rng in zip(slabs, values, ranges):
+    for slab, v, rng in zip(slabs, values, ranges, strict=True):
         u = frame.slab_uniforms(slab)
         f32 = {
             k: torch.as_tensor(np.asarray(u[k], np.float32), device=device)
