@@ -27,7 +27,7 @@ def _scene(seed: int = 0):
     return layout, values
 
 
-def _gl_keys(ctx, layout, values, camera):
+def _gl_keys(ctx, layout, values, camera, depth=True, more=False):
     from glnet.gpu.cloud import NeuronCloud
     from glnet.gpu.framebuffer import Framebuffer
     from glnet.render.raster import ComputeNeurons
@@ -46,8 +46,10 @@ def _gl_keys(ctx, layout, values, camera):
 
         GL.glClearColor(*BACKGROUND, 1.0)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
-        raster.draw(cloud, frame, plan_draws(cloud, frame))
+        raster.draw(cloud, frame, plan_draws(cloud, frame), depth=depth)
         keys = raster.read_keys().reshape(H, W).astype(np.int64)
+        if more:
+            return keys, fb.read_rgba(), fb.read_depth(), raster.rect
         return keys, fb.read_rgba(), [layer.range for layer in cloud.layers]
     finally:
         fb.delete()
@@ -73,6 +75,27 @@ def test_gl_compute_matches_the_torch_reference(gl, view):
     assert ((keys & 1023) == (ref & 1023)).mean() >= 0.999
     ref_img = resolve_reference(torch.from_numpy(ref))
     assert (np.abs(ref_img.astype(int) - image.astype(int)).max(-1) == 0).mean() >= 0.999
+
+
+@pytest.mark.parametrize("view", ["overview", "side", "layer:1"])
+def test_present_covers_every_key_and_depth_is_optional(gl, view):
+    """The present pass runs only over the pixels the layers can reach (a rect holding every written key,
+    smaller than the frame from afar) and draws the same colours with or without writing depth."""
+    from glnet.camera import layer_camera
+
+    layout, values = _scene()
+    cam = layer_camera(layout, 1, W / H) if view.startswith("layer") else named_camera(view, layout, W / H)
+    keys, image, depth, (x, y, w, h) = _gl_keys(gl, layout, values, cam, depth=True, more=True)
+    rows, cols = np.nonzero(keys != EMPTY_KEY)  # bottom row first, as GL's scissor counts
+    assert len(rows) and cols.min() >= x and cols.max() < x + w and rows.min() >= y and rows.max() < y + h
+    if view == "overview":
+        assert w * h < 0.8 * W * H, "from afar the present pass should skip empty parts of the frame"
+    flat_keys, flat_image, flat_depth, _ = _gl_keys(gl, layout, values, cam, depth=False, more=True)
+    np.testing.assert_array_equal(flat_keys, keys)
+    np.testing.assert_array_equal(flat_image, image)
+    drawn = (keys != EMPTY_KEY)[::-1]  # top row first, as the read images are
+    assert (depth[drawn] < 1.0).all() and (depth[~drawn] == 1.0).all()
+    assert (flat_depth == 1.0).all()
 
 
 def test_depth_and_nan_in_the_reference(gl):

@@ -6,6 +6,8 @@ packed tighter than ``LOD_SPACING_PX`` on screen as one disc per channel (the ch
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,9 +66,26 @@ class FrameParams:
 
     def nearest_depth(self, slab: Slab) -> float:
         """The smallest view depth of the slab's corners (at least the near plane)."""
-        lo, hi = slab.bounds()
-        corners = np.array([[x, y, lo[2], 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
-        return float(max(np.min(corners @ self.view_proj[3]), self.camera.near))
+        return float(max(np.min(_corners(slab) @ self.view_proj[3]), self.camera.near))
+
+    def screen_rect(self, slabs: Iterable[Slab]) -> tuple[int, int, int, int]:
+        """Pixels ``(x, y, width, height)``, y up, that the slabs' discs can touch: their projected corners
+        grown by the largest disc radius, or the whole frame when a slab reaches behind the camera."""
+        lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+        for slab in slabs:
+            clip = _corners(slab) @ self.view_proj.T
+            w = clip[:, 3:]
+            if np.any(w <= 0):  # a plane crossing the eye projects without bound
+                return 0, 0, self.width, self.height
+            window = (clip[:, :2] / w * 0.5 + 0.5) * (self.width, self.height)
+            lo, hi = np.minimum(lo, window.min(0)), np.maximum(hi, window.max(0))
+        if not np.all(lo <= hi):
+            return 0, 0, 0, 0
+        margin = self.max_radius + 1.0
+        x0, y0 = (max(0, math.floor(v - margin)) for v in lo)
+        x1 = min(self.width, math.ceil(hi[0] + margin))
+        y1 = min(self.height, math.ceil(hi[1] + margin))
+        return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
 
 
 @dataclass
@@ -142,9 +161,7 @@ def visible_layers(layout: Layout, view_proj: np.ndarray) -> list[int]:
     """Indices of slabs whose box is not entirely outside one clip plane (the rest cannot draw a pixel)."""
     out = []
     for i, s in enumerate(layout.slabs):
-        lo, hi = s.bounds()
-        corners = np.array([[x, y, lo[2], 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])
-        clip = corners @ view_proj.T
+        clip = _corners(s) @ view_proj.T
         w = clip[:, 3]
         outside = (
             np.all(clip[:, 0] < -w)
@@ -157,3 +174,9 @@ def visible_layers(layout: Layout, view_proj: np.ndarray) -> list[int]:
         if not outside:
             out.append(i)
     return out
+
+
+def _corners(slab: Slab) -> np.ndarray:
+    """The slab's four corners as homogeneous points (4, 4): slabs are planar, at the z of their box."""
+    lo, hi = slab.bounds()
+    return np.array([[x, y, lo[2], 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])])

@@ -29,13 +29,25 @@ struct Splat {
     bool visible;
 };
 
+vec4 cell_clip(vec2 cell) {
+    return u_clip_origin + cell.x * u_clip_dx + cell.y * u_clip_dy;
+}
+
+bool clip_inside(vec4 clip) {
+    return clip.w > 0.0 && all(lessThanEqual(abs(clip.xyz), vec3(clip.w)));
+}
+
+vec2 clip_to_window(vec4 clip, float inv_w) {
+    return (clip.xy * inv_w * 0.5 + 0.5) * u_viewport;
+}
+
 Splat project_cell(vec2 cell) {
     Splat s;
-    s.clip = u_clip_origin + cell.x * u_clip_dx + cell.y * u_clip_dy;
+    s.clip = cell_clip(cell);
     s.w = s.clip.w;
-    s.visible = s.w > 0.0 && all(lessThanEqual(abs(s.clip.xyz), vec3(s.w)));
+    s.visible = clip_inside(s.clip);
     float inv_w = 1.0 / s.w;
-    s.centre = (s.clip.xy * inv_w * 0.5 + 0.5) * u_viewport;
+    s.centre = clip_to_window(s.clip, inv_w);
     s.radius = clamp(u_radius_k * inv_w, 0.5, u_max_radius);
     return s;
 }
