@@ -2,7 +2,8 @@
 
 The data flows through one module per stage::
 
-    model + input -> capture -> layout -> gpu (buffers, textures, interop) -> render -> camera -> app (window/offscreen)
+    model + input -> capture -> layout -> gpu (buffers, textures, interop) -> render -> camera
+                  -> app (window or offscreen)
 
 The public API is re-exported here. ``capture`` and ``live`` are bound at import (their modules have the same
 names, and a lazily resolved name would be shadowed by the submodule once anything imports it); the rest is

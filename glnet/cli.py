@@ -1,7 +1,7 @@
 """The ``glnet`` command: view, snapshot, train, bench, info.
 
-Every user error is a :class:`glnet.errors.GlnetError` and prints as one line (``glnet: error: ...``) with exit
-status 2; an interrupted command exits 130. Only bugs print a traceback.
+Every user error is a :class:`glnet.errors.GlnetError` and prints as one line (``glnet: error: ...``) with
+exit status 2; an interrupted command exits 130. Only bugs print a traceback.
 """
 
 from __future__ import annotations
@@ -34,27 +34,44 @@ def _say(msg: str) -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="torchvision model name, package.module:callable, or TorchScript file")
-    p.add_argument("--input", metavar="IMAGE", help="image file to feed the model (default: a built-in test image)")
-    p.add_argument("--weights", metavar="FILE", help="state dict to load (read with weights_only=True: never runs code)")
     p.add_argument(
-        "--input-size", type=int, default=224, metavar="N", help="side of the model's square input in pixels (default 224)"
+        "model", metavar="MODEL", help="torchvision model name, package.module:callable, or TorchScript file"
+    )
+    p.add_argument(
+        "--input", metavar="IMAGE", help="image file to feed the model (default: a built-in test image)"
+    )
+    p.add_argument(
+        "--weights", metavar="FILE", help="state dict to load (read with weights_only=True: never runs code)"
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=224,
+        metavar="N",
+        help="side of the model's square input in pixels (default 224)",
     )
     p.add_argument(
         "--granularity",
         choices=("layer", "leaf"),
         default="layer",
-        help="layer: every Conv/Linear/pooling output, shown after its activation (default); leaf: every leaf module",
+        help="layer: every Conv/Linear/pooling output, shown after its activation (default); "
+        "leaf: every leaf module",
     )
-    p.add_argument("--device", default="cpu", help="torch device to run the model on (cpu, cuda, cuda:1; default cpu)")
+    p.add_argument(
+        "--device", default="cpu", help="torch device to run the model on (cpu, cuda, cuda:1; default cpu)"
+    )
     p.add_argument(
         "--renderer",
         choices=("auto", "instanced", "compute"),
         default="auto",
         help="instanced: GL point sprites; compute: compute-shader rasterizer; auto picks the faster here",
     )
-    p.add_argument("--size", default="1280x720", metavar="WxH", help="window or image size (default 1280x720)")
-    p.add_argument("--seed", type=int, default=0, help="seed for random weights and the test image (default 0)")
+    p.add_argument(
+        "--size", default="1280x720", metavar="WxH", help="window or image size (default 1280x720)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for random weights and the test image (default 0)"
+    )
     p.add_argument(
         "--lod",
         action="store_true",
@@ -73,7 +90,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="glnet",
-        description="Fly through every neuron of a PyTorch model: activations, weights and training, drawn with OpenGL.",
+        description="Fly through every neuron of a PyTorch model: activations, weights and training, "
+        "drawn with OpenGL.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -82,14 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "view",
         help="fly through a model in a window (or render a fly-through video without a display)",
-        description="Open a window to fly through MODEL: WASD/arrows move, mouse drag looks, wheel sets speed, "
-        "Q/E roll, Space stops, R resets, PgUp/PgDn next/previous layer, F11 fullscreen, Esc quits. "
+        description="Open a window to fly through MODEL: WASD/arrows move, mouse drag looks, wheel sets "
+        "speed, Q/E roll, Space stops, R resets, PgUp/PgDn next/previous layer, F11 fullscreen, Esc quits. "
         "With no display (or --headless) render the scripted fly-through to a video instead.",
     )
     _add_model_args(v)
     v.add_argument("--fullscreen", action="store_true", help="start fullscreen")
-    v.add_argument("--headless", action="store_true", help="render a fly-through video even if a display exists")
-    v.add_argument("--out", metavar="VIDEO", help="headless output: .mp4, .gif or a folder for PNGs (default glnet-MODEL.mp4)")
+    v.add_argument(
+        "--headless", action="store_true", help="render a fly-through video even if a display exists"
+    )
+    v.add_argument(
+        "--out",
+        metavar="VIDEO",
+        help="headless output: .mp4, .gif or a folder for PNGs (default glnet-MODEL.mp4)",
+    )
     v.add_argument("--seconds", type=float, default=6.0, help="headless video length (default 6)")
     v.add_argument("--fps", type=float, default=30.0, help="headless video frame rate (default 30)")
     v.set_defaults(run=_cmd_view)
@@ -97,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "snapshot",
         help="render one image of a model headless",
-        description="Render MODEL's neurons to an image offscreen (EGL), and optionally its statistics as JSON.",
+        description="Render MODEL's neurons to an image offscreen (EGL), and optionally its statistics "
+        "as JSON.",
     )
     _add_model_args(s)
     s.add_argument("--out", required=True, metavar="FILE.png", help="image to write (PNG or JPEG)")
@@ -107,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         help='overview (default), front, side, top, back, layer:<index|name>, or JSON {"position": [x,y,z], '
         '"look_at": [x,y,z], "up": [x,y,z], "fov": deg} (inline or a .json file)',
     )
-    s.add_argument("--stats-json", metavar="FILE", help="write model, neuron counts, layers, renderer and frame time")
+    s.add_argument(
+        "--stats-json", metavar="FILE", help="write model, neuron counts, layers, renderer and frame time"
+    )
     s.add_argument("--no-hud", action="store_true", help="leave the text overlay out of the image")
     s.set_defaults(run=_cmd_snapshot)
 
@@ -118,16 +145,30 @@ def build_parser() -> argparse.ArgumentParser:
         "p50/p95 frame time (glFinish), points/s, GPU bytes per point, upload GB/s and the speed-up over "
         "Markers. Writes a table to stdout, and JSON (schema_version 1) plus a log-log PNG plot with --json.",
     )
-    b.add_argument("--points", metavar="N[,N...]", help="synthetic cloud sizes, e.g. 1e6,1e7 or 500k,2M "
-                   "(default 1e6 unless --model is given)")
-    b.add_argument("--model", metavar="NAME", help="also (or only) bench this model's real neuron cloud, e.g. resnet50")
+    b.add_argument(
+        "--points",
+        metavar="N[,N...]",
+        help="synthetic cloud sizes, e.g. 1e6,1e7 or 500k,2M (default 1e6 unless --model is given)",
+    )
+    b.add_argument(
+        "--model", metavar="NAME", help="also (or only) bench this model's real neuron cloud, e.g. resnet50"
+    )
     b.add_argument("--size", default="1280x720", metavar="WxH", help="frame size (default 1280x720)")
     b.add_argument("--frames", type=int, default=20, metavar="N", help="timed frames per case (default 20)")
     b.add_argument("--warmup", type=int, default=2, metavar="N", help="warm-up frames per case (default 2)")
-    b.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
-                   help="stop timing a case after this long, once 3 frames are in (default 10)")
-    b.add_argument("--renderers", default="instanced,compute,vispy-markers", metavar="LIST",
-                   help="comma-separated: instanced, compute, vispy-markers (default all three)")
+    b.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="stop timing a case after this long, once 3 frames are in (default 10)",
+    )
+    b.add_argument(
+        "--renderers",
+        default="instanced,compute,vispy-markers",
+        metavar="LIST",
+        help="comma-separated: instanced, compute, vispy-markers (default all three)",
+    )
     b.add_argument("--json", metavar="FILE", help="write the results as JSON, and the plot next to it (.png)")
     b.add_argument("--plot", metavar="FILE.png", help="write the frame-time plot here")
     b.add_argument("--images", metavar="DIR", help="save each case's last frame as a PNG in DIR")
@@ -142,34 +183,61 @@ def build_parser() -> argparse.ArgumentParser:
         "flies). Ctrl-C or closing the window ends training after the current step and writes --save.",
     )
     t.add_argument("model", metavar="MODEL", help="torchvision model name or package.module:callable")
-    t.add_argument("--data", default="synthetic", metavar="synthetic|PATH",
-                   help="synthetic coloured shapes (default), an ImageFolder tree or a CIFAR-10 folder")
+    t.add_argument(
+        "--data",
+        default="synthetic",
+        metavar="synthetic|PATH",
+        help="synthetic coloured shapes (default), an ImageFolder tree or a CIFAR-10 folder",
+    )
     t.add_argument("--device", help="cuda or cpu (default cuda when available)")
     t.add_argument("--batch", type=int, default=32, metavar="N", help="samples per step (default 32)")
     t.add_argument("--lr", type=float, help="learning rate (default 1e-3 for adamw, 0.05 for sgd)")
-    t.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
-                   help="AdamW (default), or SGD with momentum 0.9")
+    t.add_argument(
+        "--optimizer",
+        choices=("adamw", "sgd"),
+        default="adamw",
+        help="AdamW (default), or SGD with momentum 0.9",
+    )
     t.add_argument("--steps", type=int, default=100, metavar="N", help="training steps (default 100)")
-    t.add_argument("--every", type=int, default=1, metavar="K",
-                   help="update the view every K steps (default 1)")
+    t.add_argument(
+        "--every", type=int, default=1, metavar="K", help="update the view every K steps (default 1)"
+    )
     t.add_argument("--headless", action="store_true", help="render offscreen even if a display exists")
     t.add_argument("--record", metavar="FILE.mp4", help="record a video: one frame for every updated step")
     t.add_argument("--save", metavar="CKPT", help="checkpoint at the end, on Ctrl-C and on a NaN stop")
     t.add_argument("--stats-json", metavar="FILE", help="write steps, frames, losses, update path, timings")
-    t.add_argument("--image-size", "--input-size", dest="image_size", type=int, metavar="N",
-                   help="side of the square training images (default 64 on CPU, 224 on CUDA)")
-    t.add_argument("--keep-going", action="store_true",
-                   help="on a NaN/Inf loss show it and go on (skipping that update) instead of stopping")
-    t.add_argument("--mode", choices=("activations", "gradients", "weights"), default="activations",
-                   help="what the cloud shows at first (default activations)")
+    t.add_argument(
+        "--image-size",
+        "--input-size",
+        dest="image_size",
+        type=int,
+        metavar="N",
+        help="side of the square training images (default 64 on CPU, 224 on CUDA)",
+    )
+    t.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="on a NaN/Inf loss show it and go on (skipping that update) instead of stopping",
+    )
+    t.add_argument(
+        "--mode",
+        choices=("activations", "gradients", "weights"),
+        default="activations",
+        help="what the cloud shows at first (default activations)",
+    )
     t.add_argument("--weights", metavar="FILE", help="state dict to start from (e.g. an earlier --save)")
-    t.add_argument("--workers", type=int, metavar="N",
-                   help="data loader processes (default 0 on CPU, 4 on CUDA)")
+    t.add_argument(
+        "--workers", type=int, metavar="N", help="data loader processes (default 0 on CPU, 4 on CUDA)"
+    )
     t.add_argument("--size", default="1280x720", metavar="WxH", help="window/video size (default 1280x720)")
     t.add_argument("--fps", type=float, default=15.0, help="frame rate of the --record video (default 15)")
     t.add_argument("--camera", metavar="NAME|JSON", help="headless camera as for snapshot (default overview)")
-    t.add_argument("--renderer", choices=("auto", "instanced", "compute"), default="auto",
-                   help="neuron renderer (default auto)")
+    t.add_argument(
+        "--renderer",
+        choices=("auto", "instanced", "compute"),
+        default="auto",
+        help="neuron renderer (default auto)",
+    )
     t.add_argument("--seed", type=int, default=0, help="seed for weights, data order and probe (default 0)")
     t.set_defaults(run=_cmd_train)
 
@@ -178,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prepare(args: argparse.Namespace):  # noqa: ANN202 - returns glnet.pipeline.Prepared
+def _prepare(args: argparse.Namespace):
     from .pipeline import trace_model
 
     t0 = time.perf_counter()
@@ -206,7 +274,8 @@ def _prepare(args: argparse.Namespace):  # noqa: ANN202 - returns glnet.pipeline
 
 def _layers_json(trace: Any, drawn: list[int]) -> list[dict[str, Any]]:
     return [
-        {"name": r.name, "kind": r.kind, "shape": list(r.shape), "neurons": n} for r, n in zip(trace.layers, drawn)
+        {"name": r.name, "kind": r.kind, "shape": list(r.shape), "neurons": n}
+        for r, n in zip(trace.layers, drawn, strict=True)
     ]
 
 
@@ -219,10 +288,14 @@ def _neuron_budget(args: argparse.Namespace, trace: Any, ctx: Any) -> int | None
     budget = args.max_neurons
     free = free_gpu_memory(ctx)
     if free is not None:
-        fits = int(free * 0.5) // 4  # half the free memory for 4-byte values; the rest for frames and textures
+        fits = (
+            int(free * 0.5) // 4
+        )  # half the free memory for 4-byte values; the rest for frames and textures
         if trace.neurons > fits and (budget is None or budget > fits):
-            _say(f"glnet: only ~{free >> 20} MiB free on the GPU: keeping {fits:,} of {trace.neurons:,} neurons, "
-                 "the largest layers as channel means")
+            _say(
+                f"glnet: only ~{free >> 20} MiB free on the GPU: keeping {fits:,} of {trace.neurons:,} "
+                "neurons, the largest layers as channel means"
+            )
             budget = fits
     if budget is not None and trace.neurons > budget:
         _say(f"glnet: over the {budget:,}-neuron budget: the largest layers are drawn as channel means")
@@ -244,15 +317,21 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     with GLContext.offscreen() as ctx:  # fail fast, before building the model, when there is no GL
         prep = _prepare(args)
         snap = render_snapshot(
-            prep.trace, size=size, camera=args.camera, renderer=args.renderer, hud=not args.no_hud, ctx=ctx,
-            lod=args.lod, max_neurons=_neuron_budget(args, prep.trace, ctx),
+            prep.trace,
+            size=size,
+            camera=args.camera,
+            renderer=args.renderer,
+            hud=not args.no_hud,
+            ctx=ctx,
+            lod=args.lod,
+            max_neurons=_neuron_budget(args, prep.trace, ctx),
         )
     snap.save(out)
     wall = time.perf_counter() - t0
     w, h = size
     _say(
-        f"glnet: wrote {out} ({w}x{h}, {snap.neurons_drawn:,} neurons drawn, {snap.renderer} on {snap.gl_renderer}, "
-        f"frame {snap.frame_ms:.1f} ms, {wall:.1f} s in all)"
+        f"glnet: wrote {out} ({w}x{h}, {snap.neurons_drawn:,} neurons drawn, "
+        f"{snap.renderer} on {snap.gl_renderer}, frame {snap.frame_ms:.1f} ms, {wall:.1f} s in all)"
     )
     if args.stats_json:
         stats = {
@@ -301,20 +380,36 @@ def _cmd_view(args: argparse.Namespace) -> int:
 
         try:
             info = render_tour(
-                prep.trace, out, size=size, seconds=args.seconds, fps=args.fps, renderer=args.renderer,
-                ctx=ctx, progress=progress, lod=args.lod, max_neurons=_neuron_budget(args, prep.trace, ctx),
+                prep.trace,
+                out,
+                size=size,
+                seconds=args.seconds,
+                fps=args.fps,
+                renderer=args.renderer,
+                ctx=ctx,
+                progress=progress,
+                lod=args.lod,
+                max_neurons=_neuron_budget(args, prep.trace, ctx),
             )
         finally:
             ctx.close()
         _say(
-            f"glnet: wrote {info['path']} ({info['frames']} frames, {info['renderer']} on {info['gl_renderer']}, "
-            f"median frame {info['frame_ms']:.1f} ms)"
+            f"glnet: wrote {info['path']} ({info['frames']} frames, "
+            f"{info['renderer']} on {info['gl_renderer']}, median frame {info['frame_ms']:.1f} ms)"
         )
         return 0
     from .app import Viewer
 
     prep = _prepare(args)
-    viewer = Viewer(prep.trace, lod=args.lod, max_neurons=args.max_neurons, size=size, fullscreen=args.fullscreen, renderer=args.renderer, title=f"glnet - {prep.spec.name}")
+    viewer = Viewer(
+        prep.trace,
+        lod=args.lod,
+        max_neurons=args.max_neurons,
+        size=size,
+        fullscreen=args.fullscreen,
+        renderer=args.renderer,
+        title=f"glnet - {prep.spec.name}",
+    )
     _say(f"glnet: flying through {prep.spec.name} ({viewer.vis.renderer}); Esc quits")
     viewer.run()
     return 0
@@ -337,8 +432,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
     result = run_bench(
-        points, args.model, size, args.frames, renderers, args.warmup, budget_s=args.budget,
-        images=args.images, progress=lambda msg: _say(f"glnet: bench {msg}"),
+        points,
+        args.model,
+        size,
+        args.frames,
+        renderers,
+        args.warmup,
+        budget_s=args.budget,
+        images=args.images,
+        progress=lambda msg: _say(f"glnet: bench {msg}"),
     )
     print(result.table(), flush=True)
     for case, ratio in result.ratios():
@@ -357,18 +459,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .live import TrainConfig, train
 
     cfg = TrainConfig(
-        model=args.model, data=args.data, device=args.device, batch=args.batch, lr=args.lr,
-        optimizer=args.optimizer, steps=args.steps, every=args.every, headless=args.headless,
-        record=args.record, save=args.save, stats_json=args.stats_json, image_size=args.image_size,
-        keep_going=args.keep_going, weights=args.weights, seed=args.seed, size=parse_size(args.size),
-        renderer=args.renderer, mode=args.mode, fps=args.fps, camera=args.camera, workers=args.workers,
+        model=args.model,
+        data=args.data,
+        device=args.device,
+        batch=args.batch,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        steps=args.steps,
+        every=args.every,
+        headless=args.headless,
+        record=args.record,
+        save=args.save,
+        stats_json=args.stats_json,
+        image_size=args.image_size,
+        keep_going=args.keep_going,
+        weights=args.weights,
+        seed=args.seed,
+        size=parse_size(args.size),
+        renderer=args.renderer,
+        mode=args.mode,
+        fps=args.fps,
+        camera=args.camera,
+        workers=args.workers,
     )
     result = train(cfg, say=_say)
     losses = [v for v in result["loss"] if isinstance(v, float)]
     _say(
         f"glnet: {result['stopped']} after {result['steps']} steps, {result['frames']} frames "
-        f"({result['update_path']}); loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else
-        f"glnet: {result['stopped']} after {result['steps']} steps"
+        f"({result['update_path']}); loss {losses[0]:.3f} -> {losses[-1]:.3f}"
+        if losses
+        else f"glnet: {result['stopped']} after {result['steps']} steps"
     )
     if result["stopped"] not in ("completed", "window closed"):
         return 130 if result["stopped"] == "interrupted" else 1
@@ -385,7 +505,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"OpenGL     {i.version}")
         print(f"renderer   {i.renderer} ({i.vendor}){' [software]' if i.software else ''}")
         print(f"GLSL       {i.glsl}")
-        print(f"compute    {'yes' if i.compute else 'no'}; max texture {i.max_texture_size}; max SSBO {i.max_ssbo_block_size >> 20} MiB")
+        print(
+            f"compute    {'yes' if i.compute else 'no'}; max texture {i.max_texture_size}; "
+            f"max SSBO {i.max_ssbo_block_size >> 20} MiB"
+        )
     ok, why = interop_status()
     print(f"cuda-gl    {'available' if ok else 'unavailable: ' + why}")
     return 0

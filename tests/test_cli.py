@@ -18,7 +18,9 @@ from glnet.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "glnet", *args], capture_output=True, text=True, env=full_env, timeout=timeout
@@ -29,7 +31,18 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
 def test_snapshot_resnet18_writes_image_and_stats(tmp_path, gl_ctx):
     out, stats = tmp_path / "r18.png", tmp_path / "r18.json"
     rc = main(
-        ["snapshot", "resnet18", "--out", str(out), "--size", "320x180", "--input-size", "64", "--stats-json", str(stats)]
+        [
+            "snapshot",
+            "resnet18",
+            "--out",
+            str(out),
+            "--size",
+            "320x180",
+            "--input-size",
+            "64",
+            "--stats-json",
+            str(stats),
+        ]
     )
     assert rc == 0
     img = np.asarray(Image.open(out))
@@ -38,7 +51,12 @@ def test_snapshot_resnet18_writes_image_and_stats(tmp_path, gl_ctx):
     assert set(s) >= {"model", "neurons", "layers", "width", "height", "renderer", "gl_renderer", "frame_ms"}
     assert s["model"] == "resnet18" and (s["width"], s["height"]) == (320, 180)
     assert s["neurons"] == sum(layer["neurons"] for layer in s["layers"])
-    assert len(s["layers"]) == 23 and s["layers"][0] == {"name": "conv1", "kind": "conv", "shape": [64, 32, 32], "neurons": 65536}
+    assert len(s["layers"]) == 23 and s["layers"][0] == {
+        "name": "conv1",
+        "kind": "conv",
+        "shape": [64, 32, 32],
+        "neurons": 65536,
+    }
     assert s["renderer"] in ("compute", "instanced") and s["frame_ms"] > 0
     background = (img == img[0, -1]).all(axis=-1).mean()
     assert background < 0.97, "the network should cover part of the image"
@@ -72,13 +90,25 @@ def test_unknown_model_suggests_close_names(tmp_path, capsys):
 
 def test_bad_size(tmp_path, capsys):
     for size in ("64by64", "0x10", "12x", "-5x5"):
-        assert "size" in _bad(capsys, "snapshot", "resnet18", "--out", str(tmp_path / "x.png"), f"--size={size}")
+        assert "size" in _bad(
+            capsys, "snapshot", "resnet18", "--out", str(tmp_path / "x.png"), f"--size={size}"
+        )
 
 
 def test_image_that_is_not_an_image(tmp_path, capsys):
     fake = tmp_path / "cat.png"
     fake.write_text("not really a png")
-    msg = _bad(capsys, "snapshot", "resnet18", "--out", str(tmp_path / "x.png"), "--input", str(fake), "--input-size", "32")
+    msg = _bad(
+        capsys,
+        "snapshot",
+        "resnet18",
+        "--out",
+        str(tmp_path / "x.png"),
+        "--input",
+        str(fake),
+        "--input-size",
+        "32",
+    )
     assert "not an image" in msg
 
 
@@ -99,7 +129,17 @@ def test_bad_weights(tmp_path, capsys, case):
         torch.save({"payload": _Evil()}, path)
     elif case == "not_a_state_dict":
         torch.save([1, 2, 3], path)
-    msg = _bad(capsys, "snapshot", "resnet18", "--out", str(tmp_path / "x.png"), "--weights", str(path), "--input-size", "32")
+    msg = _bad(
+        capsys,
+        "snapshot",
+        "resnet18",
+        "--out",
+        str(tmp_path / "x.png"),
+        "--weights",
+        str(path),
+        "--input-size",
+        "32",
+    )
     expect = {
         "mismatch": "does not match resnet18",
         "corrupt": "not a readable PyTorch weights file",
@@ -133,7 +173,9 @@ def test_factory_and_torchscript_models(tmp_path, capsys):
     assert load_model(str(script)).family == "torchscript"
     weights = tmp_path / "w.pth"
     torch.save({"a": torch.zeros(1)}, weights)
-    assert "not a TorchScript model" in _bad(capsys, "snapshot", str(weights), "--out", str(tmp_path / "x.png"))
+    assert "not a TorchScript model" in _bad(
+        capsys, "snapshot", str(weights), "--out", str(tmp_path / "x.png")
+    )
 
 
 @pytest.mark.gl
@@ -142,7 +184,16 @@ def test_torchscript_model_snapshot(tmp_path, gl_ctx):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2))
     torch.jit.script(net).save(str(script))
     stats = tmp_path / "s.json"
-    args = ["snapshot", str(script), "--out", str(tmp_path / "t.png"), "--size", "64x48", "--input-size", "16"]
+    args = [
+        "snapshot",
+        str(script),
+        "--out",
+        str(tmp_path / "t.png"),
+        "--size",
+        "64x48",
+        "--input-size",
+        "16",
+    ]
     assert main([*args, "--stats-json", str(stats)]) == 0
     s = json.loads(stats.read_text())
     assert [layer["name"] for layer in s["layers"]] == ["0", "2"] and s["neurons"] == 4 * 14 * 14 + 16
@@ -150,7 +201,10 @@ def test_torchscript_model_snapshot(tmp_path, gl_ctx):
 
 def test_no_opengl_is_one_line_with_install_hint(tmp_path):
     r = run_cli(
-        "snapshot", "resnet18", "--out", str(tmp_path / "x.png"),
+        "snapshot",
+        "resnet18",
+        "--out",
+        str(tmp_path / "x.png"),
         env={"__EGL_VENDOR_LIBRARY_FILENAMES": str(tmp_path / "none.json"), "EGL_PLATFORM": "surfaceless"},
     )
     assert r.returncode == 2
