@@ -5,7 +5,7 @@ atomicMin ``depth | colour code`` into a key buffer of one uint per pixel. Pass 
 keys into colour (and depth, when panels follow) in the bound framebuffer, so panels and the HUD can be drawn
 over it with an ordinary depth test; it runs only over the rectangle the drawn layers can reach
 (:meth:`FrameParams.screen_rect`), so a cloud seen from afar pays for its own pixels, not the frame's.
-On llvmpipe this is ~10x faster than point sprites at 1-11 M neurons; on datacenter GPUs compute reaches
+On llvmpipe this is 13-23x faster than point sprites at 1-11 M neurons; on datacenter GPUs compute reaches
 every SM, where the vertex/fragment path reaches a few.
 """
 
