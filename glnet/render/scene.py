@@ -96,12 +96,13 @@ class SceneRenderer:
         self.ctx.collect()
         self.cloud.flush()
         target.bind()
+        panels = self.show_panels and bool(self.cloud.weights or self.cloud.input_image)
+        depth_tested = panels or self.renderer != "compute"  # else nothing reads the depth buffer
         GL.glClearColor(*BACKGROUND, 1.0)
         GL.glClearDepth(1.0)
-        GL.glClear(GL.GL_COLOR_BUFFER_BIT | GL.GL_DEPTH_BUFFER_BIT)
+        GL.glClear(GL.GL_COLOR_BUFFER_BIT | (GL.GL_DEPTH_BUFFER_BIT if depth_tested else 0))
         frame = FrameParams(camera, target.width, target.height)
         items = plan_draws(self.cloud, frame, self.lod)
-        panels = self.show_panels and bool(self.cloud.weights or self.cloud.input_image)
         drawn = self.neurons.draw(self.cloud, frame, items, depth=panels) if items else 0
         if self.show_panels:
             self.panels.draw(self.cloud, frame)
