@@ -83,32 +83,25 @@ def _bad(capsys, *args: str) -> str:
     return err[-1]
 
 
+def _bad_snapshot(capsys, tmp_path, model: str, *args: str) -> str:
+    """The one-line error of ``glnet snapshot MODEL --out x.png ARGS``."""
+    return _bad(capsys, "snapshot", model, "--out", str(tmp_path / "x.png"), *args)
+
+
 def test_unknown_model_suggests_close_names(tmp_path, capsys):
-    msg = _bad(capsys, "snapshot", "resnet5", "--out", str(tmp_path / "x.png"))
+    msg = _bad_snapshot(capsys, tmp_path, "resnet5")
     assert "resnet50" in msg and "did you mean" in msg
 
 
 def test_bad_size(tmp_path, capsys):
     for size in ("64by64", "0x10", "12x", "-5x5"):
-        assert "size" in _bad(
-            capsys, "snapshot", "resnet18", "--out", str(tmp_path / "x.png"), f"--size={size}"
-        )
+        assert "size" in _bad_snapshot(capsys, tmp_path, "resnet18", f"--size={size}")
 
 
 def test_image_that_is_not_an_image(tmp_path, capsys):
     fake = tmp_path / "cat.png"
     fake.write_text("not really a png")
-    msg = _bad(
-        capsys,
-        "snapshot",
-        "resnet18",
-        "--out",
-        str(tmp_path / "x.png"),
-        "--input",
-        str(fake),
-        "--input-size",
-        "32",
-    )
+    msg = _bad_snapshot(capsys, tmp_path, "resnet18", "--input", str(fake), "--input-size", "32")
     assert "not an image" in msg
 
 
@@ -129,17 +122,7 @@ def test_bad_weights(tmp_path, capsys, case):
         torch.save({"payload": _Evil()}, path)
     elif case == "not_a_state_dict":
         torch.save([1, 2, 3], path)
-    msg = _bad(
-        capsys,
-        "snapshot",
-        "resnet18",
-        "--out",
-        str(tmp_path / "x.png"),
-        "--weights",
-        str(path),
-        "--input-size",
-        "32",
-    )
+    msg = _bad_snapshot(capsys, tmp_path, "resnet18", "--weights", str(path), "--input-size", "32")
     expect = {
         "mismatch": "does not match resnet18",
         "corrupt": "not a readable PyTorch weights file",
@@ -166,16 +149,14 @@ def test_factory_and_torchscript_models(tmp_path, capsys):
 
     spec = load_model("torch.nn:Identity")
     assert spec.family == "custom"
-    msg = _bad(capsys, "snapshot", "json:dumps", "--out", str(tmp_path / "x.png"))
+    msg = _bad_snapshot(capsys, tmp_path, "json:dumps")
     assert "failed" in msg or "not a torch.nn.Module" in msg
     script = tmp_path / "tiny.pt"
     torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())).save(str(script))
     assert load_model(str(script)).family == "torchscript"
     weights = tmp_path / "w.pth"
     torch.save({"a": torch.zeros(1)}, weights)
-    assert "not a TorchScript model" in _bad(
-        capsys, "snapshot", str(weights), "--out", str(tmp_path / "x.png")
-    )
+    assert "not a TorchScript model" in _bad_snapshot(capsys, tmp_path, str(weights))
 
 
 @pytest.mark.gl
@@ -229,5 +210,5 @@ def test_model_too_large_for_memory(tmp_path, capsys, monkeypatch):
     import glnet.models
 
     monkeypatch.setattr(glnet.models, "available_memory", lambda device="cpu": 10 << 20)  # 10 MiB free
-    msg = _bad(capsys, "snapshot", "resnet50", "--out", str(tmp_path / "x.png"))
+    msg = _bad_snapshot(capsys, tmp_path, "resnet50")
     assert "resnet50 needs" in msg and "GiB" in msg and "free" in msg
