@@ -1,17 +1,19 @@
 """Writing rendered frames to a video: H.264 .mp4, animated .gif, or a folder of numbered PNGs.
 
 MP4 frames stream straight into imageio-ffmpeg's bundled ffmpeg (no system ffmpeg needed) and are
-never held in memory, so recordings can be as long as the disk allows.
+never held in memory, so recordings can be as long as the disk allows. ffmpeg's stderr goes to a file of its
+own, read back into the error when it fails; this process's stderr is never touched.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import subprocess
 import sys
 import tempfile
-import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -25,7 +27,6 @@ from glnet.errors import GlnetError, InputError
 __all__ = ["VideoWriteError", "VideoWriter", "read_video_frames"]
 
 _SUFFIXES = (".mp4", ".gif")
-_stderr_lock = threading.Lock()  # serialises the brief fd-2 swap in _start_ffmpeg
 
 
 class VideoWriteError(GlnetError, OSError):
@@ -67,7 +68,7 @@ class VideoWriter:
         self.frames = 0
         self._size: tuple[int, int] | None = None  # (height, width) as given by the first frame
         self._closed = False
-        self._ffmpeg: Generator[None, bytes | memoryview | None, None] | None = None
+        self._ffmpeg: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None  # ffmpeg's stderr
         self._failed = False  # ffmpeg failed and that was raised: no more frames, close() cleans up
         self._gif: list[Image.Image] = []
@@ -123,51 +124,53 @@ class VideoWriter:
             self._failed = True  # until ffmpeg is running
             self._start_ffmpeg(rgb.shape[1], rgb.shape[0])
             self._failed = False
+        assert self._ffmpeg is not None and self._ffmpeg.stdin is not None
         try:
-            self._ffmpeg.send(memoryview(rgb).cast("B"))
+            self._ffmpeg.stdin.write(memoryview(rgb).cast("B"))
         except OSError:
-            self._ffmpeg = None  # the generator has already stopped ffmpeg
+            self._stop_ffmpeg()  # it has exited: wait for it so that its log is complete
             self._failed = True
             raise self._failure("ffmpeg stopped while writing") from None
 
-    def _start_ffmpeg(self, width: int, height: int) -> None:
-        output_params = ["-movflags", "+faststart"]
+    def _ffmpeg_command(self, width: int, height: int) -> list[str]:
+        """imageio-ffmpeg's ``write_frames`` command line for raw RGB on stdin to H.264 in ``self.path``."""
+        crf = int((1 - self.quality / 10.0) * 51)
+        cmd = [self._exe, "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}"]
+        cmd += ["-pix_fmt", "rgb24", "-r", str(Fraction(self.fps).limit_denominator()), "-i", "-", "-an"]
+        cmd += ["-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-v", "error"]
+        cmd += ["-movflags", "+faststart"]
         if width % 2 or height % 2:  # yuv420p needs even sides: add one black row/column
-            output_params += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
-        gen = imageio_ffmpeg.write_frames(
-            str(self.path),
-            (width, height),
-            fps=self.fps,
-            quality=self.quality,
-            codec="libx264",
-            pix_fmt_out="yuv420p",
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-            output_params=output_params,
-        )
-        # write_frames lets ffmpeg inherit our stderr, which would leave its error messages on the
-        # terminal and out of our exceptions. ffmpeg starts on the generator's first step, so point
-        # fd 2 at a temporary file for just that moment; the child keeps the file as its stderr.
+            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+        return [*cmd, str(self.path)]
+
+    def _start_ffmpeg(self, width: int, height: int) -> None:
         self._log = tempfile.TemporaryFile(prefix="glnet-ffmpeg-")
-        with _stderr_lock:
-            if sys.stderr is not None:
-                sys.stderr.flush()
-            try:
-                saved = os.dup(2)
-            except OSError:
-                saved = None
-            os.dup2(self._log.fileno(), 2)
-            try:
-                gen.send(None)
-            except OSError as err:
-                raise VideoWriteError(f"cannot start ffmpeg to write {str(self.path)!r}: {err}") from None
-            finally:
-                if saved is None:
-                    os.close(2)
-                else:
-                    os.dup2(saved, 2)
-                    os.close(saved)
-        self._ffmpeg = gen
+        # A session of its own: Ctrl-C in the terminal stops glnet, which then finishes the file.
+        group = (
+            {"creationflags": 0x00000200} if sys.platform.startswith("win") else {"start_new_session": True}
+        )
+        try:
+            self._ffmpeg = subprocess.Popen(
+                self._ffmpeg_command(width, height),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=self._log,
+                **group,
+            )
+        except OSError as err:
+            raise VideoWriteError(f"cannot start ffmpeg to write {str(self.path)!r}: {err}") from None
+
+    def _stop_ffmpeg(self) -> int | None:
+        """Close ffmpeg's stdin and wait for it to finish the file; returns its exit status."""
+        proc, self._ffmpeg = self._ffmpeg, None
+        if proc is None:
+            return None
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except OSError:  # it had already exited; the log says why
+            pass
+        return proc.wait()
 
     def _ffmpeg_message(self) -> str:
         if self._log is None:
@@ -201,10 +204,9 @@ class VideoWriter:
     def _close_mp4(self) -> None:
         if self._ffmpeg is None:
             return  # no frame written (no file, no error), or the failure was already raised
-        gen, self._ffmpeg = self._ffmpeg, None
-        gen.close()  # closes ffmpeg's stdin and waits for it to finish the file
+        status = self._stop_ffmpeg()
         # With log level "error", anything ffmpeg printed is an error; a missing file is one too.
-        if self._ffmpeg_message() or not self.path.is_file() or self.path.stat().st_size == 0:
+        if status or self._ffmpeg_message() or not self.path.is_file() or self.path.stat().st_size == 0:
             raise self._failure("ffmpeg failed writing")
 
     def _save_gif(self) -> None:
@@ -234,10 +236,9 @@ class VideoWriter:
 
     def __del__(self) -> None:
         # A writer dropped without close() must not leave an orphaned ffmpeg process behind.
-        gen = getattr(self, "_ffmpeg", None)
-        if gen is not None:
+        if getattr(self, "_ffmpeg", None) is not None:
             try:
-                gen.close()
+                self._stop_ffmpeg()
             except Exception:  # nothing can be reported from a finaliser
                 pass
 

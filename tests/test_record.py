@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -166,3 +168,27 @@ def test_ffmpeg_errors_carry_ffmpegs_message(tmp_path: Path, capfd: pytest.Captu
 def test_read_video_frames_of_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         list(read_video_frames(tmp_path / "nope.mp4"))
+
+
+def test_writing_a_video_leaves_this_process_stderr_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ffmpeg gets a log file of its own: fd 2 is never redirected, not even briefly; sys.stderr stays."""
+    real_dup2 = os.dup2
+    redirected: list[int] = []
+
+    def dup2(fd: int, fd2: int, inheritable: bool = True) -> int:
+        if fd2 == 2:
+            redirected.append(fd)
+        return real_dup2(fd, fd2, inheritable)
+
+    monkeypatch.setattr(os, "dup2", dup2)
+    before, stream = os.fstat(2), sys.stderr
+    with VideoWriter(tmp_path / "clip.mp4") as video:
+        for frame in moving_square(3):
+            video.write(frame)
+            now = os.fstat(2)
+            assert (now.st_dev, now.st_ino) == (before.st_dev, before.st_ino)
+            assert sys.stderr is stream
+    assert redirected == []
+    assert len(list(read_video_frames(tmp_path / "clip.mp4"))) == 3
