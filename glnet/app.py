@@ -21,7 +21,7 @@ from .camera import Camera, FlyController, camera_from_spec, tour
 from .capture import Trace
 from .colormap import ValueRange, robust_range
 from .gpu.cloud import NeuronCloud
-from .gpu.context import GLContext, configure_platform
+from .gpu.context import GLContext, configure_platform, context_or_new
 from .gpu.framebuffer import Framebuffer
 from .layout import Layout, WeightAtlas, build_layout
 from .render.scene import FrameStats, SceneRenderer
@@ -202,33 +202,36 @@ def render_snapshot(
     ctx: GLContext | None = None,
 ) -> Snapshot:
     """Render a trace headless: one warm-up frame (uploads), then ``timed_frames`` timed frames."""
-    own = ctx is None
-    ctx = ctx or GLContext.offscreen()
     vis = fb = None
-    try:
-        vis = Visualization(ctx, trace, renderer=renderer, weights=weights, lod=lod, max_neurons=max_neurons)
-        width, height = size
-        cam = camera if isinstance(camera, Camera) else camera_from_spec(camera, vis.layout, width / height)
-        fb = Framebuffer(ctx, width, height)
-        stats = vis.render(cam, fb, hud=False, finish=True)
-        times = []
-        for _ in range(max(1, timed_frames)):
-            t0 = time.perf_counter()
+    with context_or_new(ctx) as ctx:
+        try:
+            vis = Visualization(
+                ctx, trace, renderer=renderer, weights=weights, lod=lod, max_neurons=max_neurons
+            )
+            width, height = size
+            cam = (
+                camera if isinstance(camera, Camera) else camera_from_spec(camera, vis.layout, width / height)
+            )
+            fb = Framebuffer(ctx, width, height)
             stats = vis.render(cam, fb, hud=False, finish=True)
-            times.append((time.perf_counter() - t0) * 1e3)
-        frame_ms = statistics.median(times)
-        if hud:
-            vis.render(cam, fb, hud=vis.hud_lines(cam, frame_ms, stats), finish=True)
-        image = fb.read_rgba()
-        per_layer = [s.grid[0] if s.index in stats.aggregated else s.count for s in vis.layout.slabs]
-        return Snapshot(image, frame_ms, vis.renderer, ctx.info.renderer, sum(per_layer), times, per_layer)
-    finally:
-        if fb is not None:
-            fb.delete()
-        if vis is not None:
-            vis.close()
-        if own:
-            ctx.close()
+            times = []
+            for _ in range(max(1, timed_frames)):
+                t0 = time.perf_counter()
+                stats = vis.render(cam, fb, hud=False, finish=True)
+                times.append((time.perf_counter() - t0) * 1e3)
+            frame_ms = statistics.median(times)
+            if hud:
+                vis.render(cam, fb, hud=vis.hud_lines(cam, frame_ms, stats), finish=True)
+            image = fb.read_rgba()
+            per_layer = [s.grid[0] if s.index in stats.aggregated else s.count for s in vis.layout.slabs]
+            return Snapshot(
+                image, frame_ms, vis.renderer, ctx.info.renderer, sum(per_layer), times, per_layer
+            )
+        finally:
+            if fb is not None:
+                fb.delete()
+            if vis is not None:
+                vis.close()
 
 
 def render_tour(
@@ -247,41 +250,38 @@ def render_tour(
     """Render the scripted fly-through to a video (or PNG folder); returns frame count and timings."""
     from .record import VideoWriter
 
-    own = ctx is None
-    ctx = ctx or GLContext.offscreen()
     vis = fb = None
-    try:
-        vis = Visualization(ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons)
-        width, height = size
-        path = tour(vis.layout, width / height)
-        fb = Framebuffer(ctx, width, height)
-        frames = max(2, round(seconds * fps))
-        times: list[float] = []
-        stats: FrameStats | None = None
-        with VideoWriter(out, fps=fps) as writer:
-            for k in range(frames):
-                cam = path(k / (frames - 1))
-                hud = vis.hud_lines(cam, times[-1] if times else None, stats)
-                t0 = time.perf_counter()
-                stats = vis.render(cam, fb, hud=hud, finish=True)
-                times.append((time.perf_counter() - t0) * 1e3)
-                writer.write(fb.read_rgba())
-                if progress is not None:
-                    progress(k + 1, frames)
-        return {
-            "frames": frames,
-            "frame_ms": statistics.median(times),
-            "renderer": vis.renderer,
-            "gl_renderer": ctx.info.renderer,
-            "path": str(writer.path),
-        }
-    finally:
-        if fb is not None:
-            fb.delete()
-        if vis is not None:
-            vis.close()
-        if own:
-            ctx.close()
+    with context_or_new(ctx) as ctx:
+        try:
+            vis = Visualization(ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons)
+            width, height = size
+            path = tour(vis.layout, width / height)
+            fb = Framebuffer(ctx, width, height)
+            frames = max(2, round(seconds * fps))
+            times: list[float] = []
+            stats: FrameStats | None = None
+            with VideoWriter(out, fps=fps) as writer:
+                for k in range(frames):
+                    cam = path(k / (frames - 1))
+                    hud = vis.hud_lines(cam, times[-1] if times else None, stats)
+                    t0 = time.perf_counter()
+                    stats = vis.render(cam, fb, hud=hud, finish=True)
+                    times.append((time.perf_counter() - t0) * 1e3)
+                    writer.write(fb.read_rgba())
+                    if progress is not None:
+                        progress(k + 1, frames)
+            return {
+                "frames": frames,
+                "frame_ms": statistics.median(times),
+                "renderer": vis.renderer,
+                "gl_renderer": ctx.info.renderer,
+                "path": str(writer.path),
+            }
+        finally:
+            if fb is not None:
+                fb.delete()
+            if vis is not None:
+                vis.close()
 
 
 class _Screen:

@@ -9,9 +9,11 @@ from __future__ import annotations
 __all__ = [
     "CaptureError",
     "CudaInteropUnavailable",
+    "GLThreadError",
     "GLUnavailableError",
     "GlnetError",
     "InputError",
+    "MappingError",
     "ModelError",
     "NonFiniteError",
     "OutOfMemoryError",
@@ -56,6 +58,14 @@ class OutOfMemoryError(GlnetError):
 
 class GLUnavailableError(GlnetError):
     """No usable OpenGL context (driver, libraries or version missing)."""
+
+
+class GLThreadError(GlnetError, RuntimeError):
+    """A GL context was used from a thread that does not own it; hand it over with ``release()`` first."""
+
+
+class MappingError(GlnetError, RuntimeError):
+    """A persistently mapped GL buffer could not be created or mapped; callers fall back to plain uploads."""
 
 
 class CudaInteropUnavailable(GlnetError):

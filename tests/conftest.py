@@ -1,6 +1,6 @@
 """Shared fixtures: one headless EGL context per session, GL error checks around GL tests, tiny models.
 
-GL tests are skipped (with the reason) when no OpenGL 4.3 context can be made; on CI the Mesa packages that
+GL tests are skipped (with the reason) when no OpenGL 4.5 context can be made; on CI the Mesa packages that
 ``install.sh`` installs make them run. Each GL test fails if it leaves a GL error behind.
 """
 
@@ -35,7 +35,7 @@ def _context():
 def gl_ctx():
     ctx = _context()
     if ctx is None:
-        pytest.skip(f"no OpenGL 4.3 context: {_why_not}")
+        pytest.skip(f"no OpenGL 4.5 context: {_why_not}")
     yield ctx
 
 

@@ -180,3 +180,282 @@ def test_weight_atlas_sizes_fit_textures():
     for shape in [(512, 512, 3, 3), (2048, 512, 1, 1), (1536, 1, 7, 7)]:
         w, h = WeightAtlas.for_shape(shape).size
         assert max(w, h) <= 16384
+
+
+# -- one owner for every GL object -------------------------------------------------------------------------
+
+
+@pytest.mark.gl
+def test_vertex_array_and_fence_are_tracked_objects(gl):
+    from glnet.gpu.objects import VertexArray
+    from glnet.gpu.sync import Fence
+
+    before = gl.live_objects
+    vao = VertexArray(gl, label="test")
+    vao.bind()
+    VertexArray.unbind()
+    fence = Fence(gl)
+    assert gl.live_objects == before + 2
+    assert fence.wait(5.0) and fence.signaled()
+    for obj in (vao, fence, vao, fence):  # twice: idempotent
+        obj.delete()
+    assert gl.live_objects == before
+    dropped = Fence(gl)
+    del dropped  # only queued; collect() deletes the sync object on this thread
+    assert gl.collect() >= 1
+
+
+@pytest.mark.gl
+def test_mapped_buffer_writes_without_gl_and_copies_on_the_gpu(gl):
+    from glnet.gpu.buffer import Buffer, MappedBuffer
+    from glnet.gpu.sync import Fence
+
+    before = gl.live_objects
+    staging = MappedBuffer(gl, 64, label="staging")
+    dst = Buffer(gl, 32, label="dst")
+    try:
+        assert staging.array.dtype == np.uint8 and staging.array.nbytes == 64
+        torch.from_numpy(staging.array.view(np.float32))[8:16] = torch.arange(8, dtype=torch.float32)
+        staging.copy_to(dst, src_offset=32, dst_offset=0, nbytes=32)
+        assert Fence(gl).wait(5.0)
+        np.testing.assert_array_equal(dst.read(dtype=np.float32), np.arange(8, dtype=np.float32))
+        with pytest.raises(ValueError, match="outside"):
+            staging.copy_to(dst, src_offset=48, dst_offset=0, nbytes=32)
+    finally:
+        staging.delete()
+        staging.delete()
+        dst.delete()
+    gl.collect()
+    assert gl.live_objects == before
+
+
+def _fail_with(monkeypatch, entry: str, err: int) -> list[tuple[str, int]]:
+    """Make ``GL.<entry>`` raise PyOpenGL's GLError(err); returns the (kind, name)s generated meanwhile."""
+    from OpenGL import GL
+    from OpenGL.error import GLError
+
+    made: list[tuple[str, int]] = []
+
+    def recorder(kind, gen):
+        def record(n):
+            name = gen(n)
+            made.append((kind, int(name)))
+            return name
+
+        return record
+
+    def fail(*args):
+        raise GLError(err=err, result=None, cArguments=args, baseOperation=entry)
+
+    for kind in ("Buffers", "Textures", "Renderbuffers"):
+        monkeypatch.setattr(GL, f"glGen{kind}", recorder(kind, getattr(GL, f"glGen{kind}")))
+    monkeypatch.setattr(GL, entry, fail)
+    return made
+
+
+def _alive(made: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    from OpenGL import GL
+
+    return [(k, n) for k, n in made if getattr(GL, f"glIs{k[:-1]}")(n)]
+
+
+@pytest.mark.gl
+@pytest.mark.parametrize(
+    ("what", "entry"),
+    [
+        ("buffer", "glBufferData"),
+        ("mapped", "glNamedBufferStorage"),
+        ("texture", "glTexStorage2D"),
+        ("framebuffer", "glRenderbufferStorage"),
+    ],
+)
+def test_gpu_out_of_memory_is_one_line_and_leaks_nothing(gl, monkeypatch, what, entry):
+    from OpenGL import GL
+
+    from glnet.errors import OutOfMemoryError
+    from glnet.gpu.buffer import Buffer, MappedBuffer
+    from glnet.gpu.framebuffer import Framebuffer
+    from glnet.gpu.texture import Texture2D
+
+    make = {
+        "buffer": lambda: Buffer(gl, 1 << 20, label="values"),
+        "mapped": lambda: MappedBuffer(gl, 1 << 20, label="staging"),
+        "texture": lambda: Texture2D(gl, 512, 512, "rgba8", label="atlas"),
+        "framebuffer": lambda: Framebuffer(gl, 512, 512, label="frame"),
+    }[what]
+    before = gl.live_objects
+    made = _fail_with(monkeypatch, entry, GL.GL_OUT_OF_MEMORY)
+    with pytest.raises(OutOfMemoryError) as info:
+        make()
+    message = str(info.value)
+    assert "\n" not in message and "out of memory" in message
+    assert f"{1 << 20:,} bytes" in message or f"{512 * 512 * 4:,} bytes" in message
+    assert gl.live_objects == before
+    assert made and _alive(made) == []
+
+
+@pytest.mark.gl
+def test_out_of_memory_left_for_glgeterror_is_caught_too(gl, monkeypatch):
+    from OpenGL import GL
+
+    from glnet.errors import OutOfMemoryError
+    from glnet.gpu.buffer import Buffer
+
+    real = GL.glGetError
+    pending = [GL.GL_OUT_OF_MEMORY]
+    monkeypatch.setattr(GL, "glBufferData", lambda *args: None)  # "succeeds", as with error checks off
+    monkeypatch.setattr(GL, "glGetError", lambda: pending.pop() if pending else real())
+    before = gl.live_objects
+    with pytest.raises(OutOfMemoryError, match=r"4,096 bytes"):
+        Buffer(gl, 4096, label="values")
+    assert gl.live_objects == before
+
+
+@pytest.mark.gl
+def test_a_failed_mapping_is_a_mapping_error_and_leaks_nothing(gl, monkeypatch):
+    from OpenGL import GL
+
+    from glnet.errors import MappingError
+    from glnet.gpu.buffer import MappedBuffer
+
+    before = gl.live_objects
+    made = _fail_with(monkeypatch, "glMapNamedBufferRange", GL.GL_INVALID_OPERATION)
+    with pytest.raises(MappingError, match=r"4,096 bytes.*0x0502") as info:
+        MappedBuffer(gl, 4096, label="staging")
+    assert isinstance(info.value, RuntimeError) and "\n" not in str(info.value)
+    assert gl.live_objects == before
+    assert made and _alive(made) == []
+
+
+# -- threads ------------------------------------------------------------------------------------------------
+
+
+def _on_thread(fn, name: str = "intruder"):
+    """Run ``fn`` on a new thread; returns what it returned or raised."""
+    import threading
+
+    out: list[object] = []
+
+    def run():
+        try:
+            out.append(fn())
+        except BaseException as e:  # handed back to the test
+            out.append(e)
+
+    t = threading.Thread(target=run, name=name)
+    t.start()
+    t.join(60)
+    return out[0]
+
+
+@pytest.mark.gl
+def test_another_thread_cannot_use_the_context(gl):
+    import threading
+
+    from glnet.errors import GLThreadError
+    from glnet.gpu.buffer import Buffer
+
+    before = gl.live_objects
+    for attempt in (lambda: Buffer(gl, 64), gl.make_current, gl.close, gl.release):
+        err = _on_thread(attempt)
+        assert isinstance(err, GLThreadError), err
+        assert "'intruder'" in str(err) and repr(threading.current_thread().name) in str(err)
+        assert "\n" not in str(err)
+    assert not gl.closed and gl.live_objects == before
+    buf = Buffer(gl, 16)  # the owner carries on
+    buf.write(np.arange(4, dtype=np.float32))
+    np.testing.assert_array_equal(buf.read(dtype=np.float32), np.arange(4, dtype=np.float32))
+    buf.delete()
+
+
+@pytest.mark.gl
+def test_release_hands_the_context_over(gl):
+    from glnet.gpu.buffer import Buffer
+
+    def work():
+        gl.make_current()  # takes the released context over
+        buf = Buffer(gl, 16, data=np.arange(4, dtype=np.float32))
+        try:
+            return buf.read(dtype=np.float32).tolist()
+        finally:
+            buf.delete()
+            gl.release()
+
+    main = gl.owner
+    gl.release()
+    try:
+        assert gl.owner is None
+        assert _on_thread(work, "worker") == [0.0, 1.0, 2.0, 3.0]
+        assert gl.owner is None  # the worker gave it back
+    finally:
+        gl.make_current()
+    assert gl.owner is main
+
+
+# -- versions and context helpers ---------------------------------------------------------------------------
+
+
+@pytest.mark.gl
+def test_a_gl_4_3_driver_is_refused_in_one_line(gl, monkeypatch):
+    import dataclasses
+
+    import glnet.gpu.context as context
+    from glnet.errors import GLUnavailableError
+
+    real = context._query_info
+    monkeypatch.setattr(
+        context, "_query_info", lambda: dataclasses.replace(real(), major=4, minor=3, renderer="OldGL 1.0")
+    )
+    with pytest.raises(GLUnavailableError) as info:
+        context.GLContext.offscreen()
+    assert str(info.value) == (
+        "glnet needs OpenGL 4.5 (direct state access); this driver offers 4.3: OldGL 1.0"
+    )
+
+
+@pytest.mark.gl
+def test_context_or_new_closes_only_what_it_made(gl):
+    from glnet.gpu.buffer import Buffer
+    from glnet.gpu.context import context_or_new
+
+    with context_or_new(gl) as ctx:
+        assert ctx is gl
+    assert not gl.closed
+    with context_or_new(None) as own:
+        assert own is not gl
+        buf = Buffer(own, 64)
+    assert own.closed and buf.deleted
+
+
+@pytest.mark.gl
+def test_the_key_buffer_waits_for_shader_writes(gl, monkeypatch):
+    """The compute pass's key buffer is cleared and read back only after a buffer-update barrier."""
+    from OpenGL import GL
+
+    from glnet.camera import named_camera
+    from glnet.gpu.cloud import NeuronCloud
+    from glnet.render.frame import FrameParams, plan_draws
+    from glnet.render.raster import ComputeNeurons
+
+    layout = build_layout([("a", (4, 6, 6))])
+    cloud = NeuronCloud(gl, layout)
+    raster = ComputeNeurons(gl)
+    calls: list[object] = []
+    barrier, clear = GL.glMemoryBarrier, GL.glClearNamedBufferData
+    monkeypatch.setattr(GL, "glMemoryBarrier", lambda bits: (calls.append(bits), barrier(bits))[1])
+    monkeypatch.setattr(GL, "glClearNamedBufferData", lambda *a: (calls.append("clear"), clear(*a))[1])
+    try:
+        cloud.set_values([torch.randn(4, 6, 6)])
+        cloud.flush()
+        frame = FrameParams(named_camera("overview", layout, 64 / 48), 64, 48)
+        raster.rasterize(cloud, frame, plan_draws(cloud, frame))
+        at_clear = calls.index("clear")
+        assert at_clear > 0 and calls[at_clear - 1] & GL.GL_BUFFER_UPDATE_BARRIER_BIT
+        assert GL.GL_SHADER_STORAGE_BARRIER_BIT & calls[-1]  # after the dispatches, for the present pass
+        calls.clear()
+        keys = raster.read_keys()
+        assert calls and calls[-1] & GL.GL_BUFFER_UPDATE_BARRIER_BIT
+        assert (keys != 0xFFFFFFFF).any()
+    finally:
+        raster.close()
+        cloud.close()

@@ -4,6 +4,10 @@ PyOpenGL binds to one platform (EGL or GLX) at import, so :func:`configure_platf
 ``import OpenGL``; every glnet entry point calls it. A :class:`GLContext` owns the GL objects made in it:
 each registers itself, ``close()`` deletes what is left, and objects dropped by Python on another thread are
 queued and deleted on the next :meth:`GLContext.collect` in the owning thread, never from ``__del__``.
+
+A context belongs to one thread: the one that made it. Using it from another raises :class:`GLThreadError`
+instead of silently taking it over; :meth:`GLContext.release` hands it over explicitly, and the next thread to
+call :meth:`GLContext.make_current` becomes its owner.
 """
 
 from __future__ import annotations
@@ -12,15 +16,17 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import GLUnavailableError
+from ..errors import GLThreadError, GLUnavailableError
 
 if TYPE_CHECKING:
     from vispy.app import Canvas
 
-__all__ = ["GLContext", "GLInfo", "configure_platform", "free_gpu_memory", "has_display"]
+__all__ = ["GLContext", "GLInfo", "configure_platform", "context_or_new", "free_gpu_memory", "has_display"]
 
 Platform = Literal["egl", "glx"]
 _INSTALL_HINT = (
@@ -131,14 +137,14 @@ def _query_info() -> GLInfo:
 
 
 class GLContext:
-    """A current-able OpenGL 4.3+ context and the owner of every GL object created in it."""
+    """A current-able OpenGL 4.5 context, owned by one thread, and the owner of every GL object made in it."""
 
-    REQUIRED = (4, 3)
+    REQUIRED = (4, 5)
 
     def __init__(self, canvas: Canvas, *, owns_canvas: bool = True) -> None:
         self.canvas = canvas
         self._owns_canvas = owns_canvas
-        self.thread = threading.get_ident()
+        self._owner: threading.Thread | None = threading.current_thread()
         self._objects: weakref.WeakSet[Any] = weakref.WeakSet()
         self._garbage: list[tuple[str, int]] = []
         self._garbage_lock = threading.Lock()
@@ -146,11 +152,11 @@ class GLContext:
         self.make_current()
         self.info = _query_info()
         if (self.info.major, self.info.minor) < self.REQUIRED:
-            found = f"{self.info.version} ({self.info.renderer})"
+            found = f"{self.info.major}.{self.info.minor}: {self.info.renderer or self.info.version}"
             self.close()
             raise GLUnavailableError(
-                f"glnet needs OpenGL {self.REQUIRED[0]}.{self.REQUIRED[1]} (compute shaders, SSBOs); "
-                f"the driver offers {found}"
+                f"glnet needs OpenGL {self.REQUIRED[0]}.{self.REQUIRED[1]} (direct state access); "
+                f"this driver offers {found}"
             )
         self.max_texture_size = self.info.max_texture_size  # tests lower this to exercise tiling
 
@@ -175,13 +181,51 @@ class GLContext:
                 f"could not make the EGL context current ({_short(e)}): {_INSTALL_HINT}"
             ) from e
 
+    # -- threads ------------------------------------------------------------------------------------------
+    @property
+    def owner(self) -> threading.Thread | None:
+        """The thread this context belongs to; None after :meth:`release` until another thread takes it."""
+        return self._owner
+
+    def on_owner_thread(self) -> bool:
+        """True on the thread that owns this context (GL calls for it are valid here)."""
+        return self._owner is threading.current_thread()
+
+    def _check_owner(self, what: str) -> None:
+        me = threading.current_thread()
+        if self._owner is me:
+            return
+        holder = f"thread {self._owner.name!r}" if self._owner is not None else "no thread (it was released)"
+        raise GLThreadError(
+            f"cannot {what} on thread {me.name!r}: this GL context belongs to {holder}; "
+            "hand it over with ctx.release() on its thread, then ctx.make_current() on the new one"
+        )
+
+    def release(self) -> None:
+        """Give the context up (nothing current on this thread) so that another thread can take it over."""
+        if self.closed:
+            return
+        self._check_owner("release the GL context")
+        from OpenGL import GL
+
+        GL.glFlush()
+        _release_current(self.canvas)
+        self._owner = None
+
     # -- lifetime -----------------------------------------------------------------------------------------
     def make_current(self) -> None:
+        """Make the context current here: on its owner thread, or on any thread after :meth:`release`."""
         if self.closed:
             raise RuntimeError("the GL context is closed")
+        if self._owner is None:
+            _adopt_on_this_thread(self.canvas)
+            self._owner = threading.current_thread()
+        self._check_owner("make the GL context current")
         self.canvas.set_current()
 
     def register(self, obj: Any) -> None:
+        """Track a GL object made in this context (on its owning thread) so that ``close()`` deletes it."""
+        self._check_owner(f"create a GL {type(obj).__name__}")
         self._objects.add(obj)
 
     @property
@@ -199,6 +243,10 @@ class GLContext:
             garbage, self._garbage = self._garbage, []
         if not garbage or self.closed:
             return 0
+        if not self.on_owner_thread():
+            with self._garbage_lock:
+                self._garbage[:0] = garbage
+            self._check_owner("delete GL objects")
         from .objects import delete_names
 
         delete_names(garbage)
@@ -208,8 +256,8 @@ class GLContext:
         """Delete every object still alive, then release the canvas; idempotent."""
         if self.closed:
             return
+        self.make_current()
         try:
-            self.canvas.set_current()
             for obj in list(self._objects):
                 obj.delete()
             self.collect()
@@ -223,6 +271,42 @@ class GLContext:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextmanager
+def context_or_new(ctx: GLContext | None) -> Iterator[GLContext]:
+    """Yield ``ctx`` current, or a new offscreen context that is closed (with all it holds) on exit."""
+    if ctx is not None:
+        ctx.make_current()
+        yield ctx
+        return
+    with GLContext.offscreen() as own:
+        yield own
+
+
+def _adopt_on_this_thread(canvas: Canvas) -> None:
+    """Prepare a thread to take a released context: EGL keeps the bound client API per thread."""
+    if canvas.app.backend_name.lower() == "egl":
+        from vispy.ext import egl
+
+        egl.eglBindAPI(egl.EGL_OPENGL_API)
+
+
+def _release_current(canvas: Canvas) -> None:
+    """Leave no context current on this thread, through the toolkit that made ``canvas``."""
+    backend = canvas.app.backend_name.lower()
+    if backend == "egl":
+        from vispy.app.backends import _egl
+        from vispy.ext import egl
+
+        egl.eglBindAPI(egl.EGL_OPENGL_API)  # EGL_NO_CONTEXT releases the context of the bound API
+        egl.eglMakeCurrent(_egl._EGL_DISPLAY, egl.EGL_NO_SURFACE, egl.EGL_NO_SURFACE, egl.EGL_NO_CONTEXT)
+    elif backend == "glfw":
+        import glfw
+
+        glfw.make_context_current(None)
+    else:
+        raise GLThreadError(f"glnet cannot hand over a {backend} GL context to another thread")
 
 
 def free_gpu_memory(ctx: GLContext) -> int | None:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .objects import GLObject
+from .objects import GLObject, gpu_allocation
 from .texture import Texture2D
 
 if TYPE_CHECKING:
@@ -37,9 +37,16 @@ class Framebuffer(GLObject):
         ctx.make_current()
         self.colour = Texture2D(ctx, width, height, "rgba8", label=f"{label}.colour")
         rb = GL.glGenRenderbuffers(1)
-        GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, rb)
-        GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, GL.GL_DEPTH_COMPONENT32F, width, height)
-        GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, 0)
+        try:
+            GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, rb)
+            with gpu_allocation(f"a {width}x{height} depth buffer ({label})", width * height * 4):
+                GL.glRenderbufferStorage(GL.GL_RENDERBUFFER, GL.GL_DEPTH_COMPONENT32F, width, height)
+        except BaseException:
+            GL.glDeleteRenderbuffers(1, [rb])
+            self.colour.delete()
+            raise
+        finally:
+            GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, 0)
         self.depth = _Renderbuffer(ctx, rb, f"{label}.depth")
         glo = GL.glGenFramebuffers(1)
         GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, glo)

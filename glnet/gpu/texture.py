@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .objects import GLObject
+from .objects import GLObject, gpu_allocation
 
 if TYPE_CHECKING:
     from .context import GLContext
@@ -48,17 +48,24 @@ class Texture2D(GLObject):
             raise ValueError(
                 f"texture {width}x{height} exceeds the driver's limit {limit} (use TiledTexture)"
             )
+        internal, _, _, dtype, channels = _FORMATS[fmt]
+        nbytes = width * height * channels * np.dtype(dtype).itemsize
         ctx.make_current()
         glo = GL.glGenTextures(1)
-        GL.glBindTexture(GL.GL_TEXTURE_2D, glo)
-        internal = _FORMATS[fmt][0]
-        GL.glTexStorage2D(GL.GL_TEXTURE_2D, 1, internal, width, height)
-        filt = GL.GL_LINEAR if linear else GL.GL_NEAREST
-        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, filt)
-        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAG_FILTER, filt)
-        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE)
-        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE)
-        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
+        try:
+            GL.glBindTexture(GL.GL_TEXTURE_2D, glo)
+            with gpu_allocation(f"a {width}x{height} {fmt} texture ({label or 'unnamed'})", nbytes):
+                GL.glTexStorage2D(GL.GL_TEXTURE_2D, 1, internal, width, height)
+            filt = GL.GL_LINEAR if linear else GL.GL_NEAREST
+            GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, filt)
+            GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAG_FILTER, filt)
+            GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE)
+            GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE)
+        except BaseException:
+            GL.glDeleteTextures(1, [glo])
+            raise
+        finally:
+            GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
         super().__init__(ctx, glo, label)
         self.width, self.height, self.fmt = int(width), int(height), fmt
         if data is not None:

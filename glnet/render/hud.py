@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..gpu.objects import VertexArray
 from ..gpu.program import Program
 from ..gpu.texture import Texture2D
 
@@ -92,11 +93,9 @@ class Hud:
     its content changes."""
 
     def __init__(self, ctx: GLContext) -> None:
-        from OpenGL import GL
-
         self.ctx = ctx
         self.program = Program(ctx, vertex="overlay.vert", fragment="overlay.frag", label="hud")
-        self._vao = GL.glGenVertexArrays(1)
+        self._vao = VertexArray(ctx, label="hud")
         self._textures: dict[str, Texture2D] = {}
         self._keys: dict[str, object] = {}
 
@@ -132,23 +131,19 @@ class Hud:
         GL.glEnable(GL.GL_BLEND)
         GL.glBlendFunc(GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)
         p = self.program.use()
-        GL.glBindVertexArray(self._vao)
+        self._vao.bind()
         for name, tex in self._textures.items():
             tw, th = tex.width, tex.height
             y0 = margin if name == "text" else height - margin - th
             p.set(u_rect=(margin, y0, margin + tw, y0 + th), u_viewport=(width, height), u_texture=0)
             tex.bind(0)
             GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
-        GL.glBindVertexArray(0)
+        VertexArray.unbind()
         GL.glDisable(GL.GL_BLEND)
         GL.glEnable(GL.GL_DEPTH_TEST)
 
     def close(self) -> None:
-        from OpenGL import GL
-
-        if self._vao:
-            GL.glDeleteVertexArrays(1, [self._vao])
-            self._vao = 0
+        self._vao.delete()
         for tex in self._textures.values():
             tex.delete()
         self._textures.clear()

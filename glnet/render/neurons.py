@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..gpu.objects import VertexArray
 from ..gpu.program import Program
 from .frame import DrawItem, FrameParams
 
@@ -25,11 +26,9 @@ class InstancedNeurons:
     name = "instanced"
 
     def __init__(self, ctx: GLContext) -> None:
-        from OpenGL import GL
-
         self.ctx = ctx
         self.program = Program(ctx, vertex="neurons.vert", fragment="neurons.frag", label="neurons")
-        self._vao = GL.glGenVertexArrays(1)
+        self._vao = VertexArray(ctx, label="neurons")
 
     def draw(self, cloud: NeuronCloud, frame: FrameParams, items: list[DrawItem], depth: bool = True) -> int:
         """Draw the planned layers; returns the number of discs submitted."""
@@ -42,20 +41,16 @@ class InstancedNeurons:
         p = self.program.use()
         p.set(**frame.uniforms(), u_lut=0)
         cloud.lut.bind(0)
-        GL.glBindVertexArray(self._vao)
+        self._vao.bind()
         drawn = 0
         for item in items:
             p.set(**item.uniforms)
             item.buffer.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, item.byte_offset, item.nbytes)
             GL.glDrawArrays(GL.GL_POINTS, 0, item.count)
             drawn += item.count
-        GL.glBindVertexArray(0)
+        VertexArray.unbind()
         return drawn
 
     def close(self) -> None:
-        from OpenGL import GL
-
-        if self._vao:
-            GL.glDeleteVertexArrays(1, [self._vao])
-            self._vao = 0
+        self._vao.delete()
         self.program.delete()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..gpu.objects import VertexArray
 from ..gpu.program import Program
 from .frame import FrameParams
 
@@ -18,10 +19,8 @@ class Panels:
     """Draws the cloud's weight atlases and input image as depth-tested textured rectangles."""
 
     def __init__(self, ctx: GLContext) -> None:
-        from OpenGL import GL
-
         self.program = Program(ctx, vertex="panel.vert", fragment="panel.frag", label="panels")
-        self._vao = GL.glGenVertexArrays(1)
+        self._vao = VertexArray(ctx, label="panels")
 
     def draw(self, cloud: NeuronCloud, frame: FrameParams) -> int:
         """Draw every panel of the cloud's layout; returns how many rectangles were drawn."""
@@ -34,7 +33,7 @@ class Panels:
         p = self.program.use()
         p.set(u_view_proj=frame.view_proj, u_lut=0, u_texture=1)
         cloud.lut.bind(0)
-        GL.glBindVertexArray(self._vao)
+        self._vao.bind()
         drawn = 0
         if cloud.input_image is not None and layout.input_panel is not None:
             panel = layout.input_panel
@@ -65,13 +64,9 @@ class Panels:
                 )
                 GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
                 drawn += 1
-        GL.glBindVertexArray(0)
+        VertexArray.unbind()
         return drawn
 
     def close(self) -> None:
-        from OpenGL import GL
-
-        if self._vao:
-            GL.glDeleteVertexArrays(1, [self._vao])
-            self._vao = 0
+        self._vao.delete()
         self.program.delete()

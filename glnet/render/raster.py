@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..gpu.buffer import Buffer
+from ..gpu.objects import VertexArray
 from ..gpu.program import Program
 from .frame import DrawItem, FrameParams
 
@@ -32,8 +33,6 @@ class ComputeNeurons:
     name = "compute"
 
     def __init__(self, ctx: GLContext) -> None:
-        from OpenGL import GL
-
         self.ctx = ctx
         self.raster = Program(ctx, compute="raster.comp", label="raster")
         self.present = Program(ctx, vertex="fullscreen.vert", fragment="present.frag", label="present")
@@ -46,7 +45,7 @@ class ComputeNeurons:
         )
         self.keys: Buffer | None = None
         self.rect = (0, 0, 0, 0)  # the pixels the last rasterize() can have written (x, y, w, h)
-        self._vao = GL.glGenVertexArrays(1)
+        self._vao = VertexArray(ctx, label="present")
 
     def _keys_for(self, width: int, height: int) -> Buffer:
         need = width * height * 4
@@ -61,6 +60,7 @@ class ComputeNeurons:
         from OpenGL import GL
 
         keys = self._keys_for(frame.width, frame.height)
+        GL.glMemoryBarrier(GL.GL_BUFFER_UPDATE_BARRIER_BIT)  # last frame's shader writes, then the clear
         keys.clear_uint(EMPTY_KEY)
         keys.bind_base(GL.GL_SHADER_STORAGE_BUFFER, 1)
         self.rect = frame.screen_rect(cloud.layout.slabs[item.layer] for item in items)
@@ -94,12 +94,12 @@ class ComputeNeurons:
             u_viewport=(frame.width, frame.height), u_depth=frame.uniforms()["u_depth"], u_lut=0
         )
         cloud.lut.bind(0)
-        GL.glBindVertexArray(self._vao)
+        self._vao.bind()
         GL.glEnable(GL.GL_SCISSOR_TEST)  # only where a key can be: the rest keeps the clear colour
         GL.glScissor(x, y, w, h)
         GL.glDrawArrays(GL.GL_TRIANGLES, 0, 3)
         GL.glDisable(GL.GL_SCISSOR_TEST)
-        GL.glBindVertexArray(0)
+        VertexArray.unbind()
         GL.glEnable(GL.GL_DEPTH_TEST)
         GL.glDepthFunc(GL.GL_LESS)
 
@@ -111,16 +111,14 @@ class ComputeNeurons:
     def read_keys(self) -> object:
         """The key buffer (height, width) uint32, bottom row first (tests)."""
         import numpy as np
+        from OpenGL import GL
 
         assert self.keys is not None
+        GL.glMemoryBarrier(GL.GL_BUFFER_UPDATE_BARRIER_BIT)  # shader writes visible to the readback
         return self.keys.read(dtype=np.uint32)
 
     def close(self) -> None:
-        from OpenGL import GL
-
-        if self._vao:
-            GL.glDeleteVertexArrays(1, [self._vao])
-            self._vao = 0
+        self._vao.delete()
         for obj in (self.raster, self.present, self.present_flat, self.keys):
             if obj is not None:
                 obj.delete()
