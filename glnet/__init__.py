@@ -44,7 +44,7 @@ _EXPORTS = {
     "trace_model": "glnet.pipeline",
     "load_model": "glnet.models",
     "load_weights": "glnet.models",
-    "test_image": "glnet.inputs",
+    "test_image": "glnet.testimage",
     "GlnetError": "glnet.errors",
     "live": "glnet.live",
     "Live": "glnet.live",
@@ -62,11 +62,11 @@ if TYPE_CHECKING:
     from .errors import GlnetError
     from .gpu.cloud import NeuronCloud
     from .gpu.context import GLContext, configure_platform
-    from .inputs import test_image
     from .layout import Layout, build_layout
     from .live import Live
     from .models import load_model, load_weights
     from .pipeline import trace_model
+    from .testimage import test_image
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import GlnetError, InputError
 from .inputs import parse_size
+from .render.scene import RENDERERS
 
 __all__ = ["build_parser", "main"]
 
@@ -62,7 +63,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--renderer",
-        choices=("auto", "instanced", "compute"),
+        choices=RENDERERS,
         default="auto",
         help="instanced: GL point sprites; compute: compute-shader rasterizer; auto picks the faster here",
     )
@@ -234,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--camera", metavar="NAME|JSON", help="headless camera as for snapshot (default overview)")
     t.add_argument(
         "--renderer",
-        choices=("auto", "instanced", "compute"),
+        choices=RENDERERS,
         default="auto",
         help="neuron renderer (default auto)",
     )

@@ -13,8 +13,9 @@ import torch
 
 from .capture import Granularity, Trace, capture
 from .errors import InputError
-from .inputs import load_image, test_image, to_tensor
+from .inputs import load_image, to_tensor
 from .models import ModelSpec, load_model, load_weights
+from .testimage import test_image
 
 __all__ = ["Prepared", "make_input", "trace_model"]
 
@@ -40,6 +41,17 @@ def make_input(spec: ModelSpec, image: str | os.PathLike[str] | None = None, see
     return x
 
 
+def _check_device(device: str) -> None:
+    """Refuse a device torch cannot use here up front, with one line naming it, not a CUDA traceback."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r} is not a torch device (try cpu, cuda or cuda:1)") from None
+    count = torch.cuda.device_count() if dev.type == "cuda" else 0
+    if dev.type == "cuda" and (dev.index or 0) >= count:
+        raise InputError(f"--device {device} was asked for but torch sees {count} CUDA device(s)")
+
+
 def trace_model(
     model: str,
     *,
@@ -53,8 +65,7 @@ def trace_model(
     """Build (or load) ``model``, load ``weights`` if given, and capture it on ``image`` or the test image."""
     if input_size < 16 or input_size > 4096:
         raise InputError(f"input size must be between 16 and 4096 pixels, not {input_size}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but torch sees no CUDA device")
+    _check_device(device)
     spec = load_model(model, input_size=input_size, device=device, seed=seed)
     if weights is not None:
         load_weights(spec.model, weights, spec.name)

@@ -194,6 +194,18 @@ def test_no_opengl_is_one_line_with_install_hint(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("kind", ["missing", "not_a_device"])
+def test_unusable_device_is_one_line_naming_it(tmp_path, capsys, kind):
+    """A CUDA device torch does not have (any on a CPU-only machine) is refused before the model is built."""
+    device = f"cuda:{max(7, torch.cuda.device_count())}" if kind == "missing" else "cudax"
+    rc = main(["snapshot", "resnet18", "--out", str(tmp_path / "x.png"), "--device", device])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and [line for line in err if "error" in line] == err[-1:], err
+    assert err[-1].startswith("glnet: error: ") and device in err[-1]
+    assert ("CUDA device(s)" if kind == "missing" else "not a torch device") in err[-1]
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_help_explains_every_option():
     r = run_cli("--help")
     assert r.returncode == 0 and "snapshot" in r.stdout and "view" in r.stdout
