@@ -38,7 +38,8 @@ from glnet.gpu.context import configure_platform  # noqa: E402
 configure_platform(headless=True)
 
 from glnet.data import make_dataset  # noqa: E402
-from glnet.live import Live, fit_classifier  # noqa: E402
+from glnet.live import Live  # noqa: E402
+from glnet.train import fit_classifier  # noqa: E402
 from glnet.models import load_model  # noqa: E402
 
 SCHEMA_VERSION = 1

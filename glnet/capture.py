@@ -22,7 +22,16 @@ from torch import nn
 
 from .errors import CaptureError, InputError, OutOfMemoryError
 
-__all__ = ["Granularity", "LayerRecord", "Trace", "capture", "layer_kind"]
+__all__ = [
+    "Granularity",
+    "LayerRecord",
+    "Trace",
+    "capture",
+    "first_tensor",
+    "layer_kind",
+    "model_device",
+    "to_canonical",
+]
 
 Granularity = Literal["layer", "leaf"]
 
@@ -142,17 +151,18 @@ class _Call:
     channels_last: bool
 
 
-def _first_tensor(obj: Any) -> torch.Tensor | None:
+def first_tensor(obj: Any) -> torch.Tensor | None:
+    """The first tensor in a (nested) model output: a tensor, tuple, list or dict."""
     if isinstance(obj, torch.Tensor):
         return obj
     if isinstance(obj, (tuple, list)):
         for o in obj:
-            t = _first_tensor(o)
+            t = first_tensor(o)
             if t is not None:
                 return t
     if isinstance(obj, dict):
         for o in obj.values():
-            t = _first_tensor(o)
+            t = first_tensor(o)
             if t is not None:
                 return t
     return None
@@ -184,7 +194,8 @@ def canonical_grid(
     return (math.prod(s[:-2]), s[-2], s[-1])
 
 
-def _to_canonical(t: torch.Tensor, grid: tuple[int, int, int], channels_last: bool) -> torch.Tensor:
+def to_canonical(t: torch.Tensor, grid: tuple[int, int, int], channels_last: bool) -> torch.Tensor:
+    """One sample's output in the layout's (C, H, W) order, float32 and contiguous."""
     t = t.detach()
     if t.dim() >= 2 and channels_last:
         t = t.movedim(-1, 0)
@@ -235,7 +246,7 @@ class _Recorder:
 
         def on_forward(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             began = self.stack.pop() if self.stack else len(self.calls)
-            out = _first_tensor(output)
+            out = first_tensor(output)
             # A module is recorded when nothing inside its call was: leaves, and containers such as
             # MultiheadAttention whose children hold parameters but are never called.
             if out is None or len(self.calls) != began:
@@ -244,7 +255,7 @@ class _Recorder:
                 n = self.counts.get(name, 0)
                 self.counts[name] = n + 1
                 call_name = name if n == 0 else f"{name}:{n}"
-                inp = _first_tensor(inputs)
+                inp = first_tensor(inputs)
                 src = self.producer.get(inp.data_ptr()) if inp is not None and inp.numel() else None
                 inherited = self.calls[src].channels_last if src is not None else False
                 per = _per_sample(out, self.batch, self.sample)
@@ -289,7 +300,8 @@ def _select(calls: list[_Call], granularity: Granularity) -> list[tuple[int, int
     return picked
 
 
-def _model_device(model: nn.Module) -> torch.device:
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (or buffer); CPU for a model with neither."""
     for p in model.parameters():
         return p.device
     for b in model.buffers():
@@ -327,7 +339,7 @@ def capture(
         return _capture_script(
             model, x, granularity, sample, weights, eval_mode, model_name, script_leaf_calls
         )
-    device = _model_device(model)
+    device = model_device(model)
     x = x.to(device)
     batch = x.shape[0] if x.dim() else 1
     if not -batch <= sample < batch:
@@ -396,7 +408,7 @@ def _build_trace(
                 kind=c.kind,
                 shape=s.shape,
                 grid=grid,
-                value=_to_canonical(value, grid, s.channels_last),
+                value=to_canonical(value, grid, s.channels_last),
                 weight=weight.detach() if isinstance(weight, torch.Tensor) else None,
                 shown=s.name if shown != i else None,
                 shown_type=s.type_name if shown != i else None,
@@ -418,7 +430,7 @@ def _capture_script(
     model_name: str,
     leaf_calls: Callable[..., Any],
 ) -> Trace:
-    device = _model_device(model)
+    device = model_device(model)
     x = x.to(device)
     batch = x.shape[0] if x.dim() else 1
     sample = sample % batch
@@ -438,7 +450,7 @@ def _capture_script(
     calls: list[_Call] = []
     index: dict[int, int] = {}  # script call index -> index in calls (non-tensor calls are skipped)
     for j, sc in enumerate(script_calls):
-        out = _first_tensor(sc.output)
+        out = first_tensor(sc.output)
         if out is None:
             continue
         index[j] = len(calls)

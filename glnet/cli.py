@@ -457,7 +457,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .live import TrainConfig, train
+    from .train import TrainConfig, train
 
     cfg = TrainConfig(
         model=args.model,

@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "NonFiniteError",
     "OutOfMemoryError",
+    "ViewerError",
     "WeightsError",
 ]
 
@@ -66,6 +67,10 @@ class GLThreadError(GlnetError, RuntimeError):
 
 class MappingError(GlnetError, RuntimeError):
     """A persistently mapped GL buffer could not be created or mapped; callers fall back to plain uploads."""
+
+
+class ViewerError(GlnetError):
+    """The live viewer process could not start or failed; training itself is unaffected."""
 
 
 class CudaInteropUnavailable(GlnetError):

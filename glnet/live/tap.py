@@ -1,0 +1,266 @@
+"""The probe tap: persistent hooks that copy one sample's row of every drawn layer, once per armed forward.
+
+The probe *rides along* as one extra, last row of a training batch (appended by a pre-hook on the root module,
+stripped from the output again, so ``model(x)`` still returns ``len(x)`` rows): no extra forward. Trainer side
+only: no GL, no viewer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..capture import LayerRecord, first_tensor, model_device, to_canonical
+from ..errors import CaptureError
+from ..gpu.cloud import BYTES_PER_NEURON, layer_offsets
+
+__all__ = ["ProbeTap", "split_call"]
+
+
+def split_call(name: str) -> tuple[str, int]:
+    """``"layer1.0.relu:1"`` -> ``("layer1.0.relu", 1)``: the module and which of its calls in one forward."""
+    base, sep, index = name.rpartition(":")
+    if sep and index.isdigit():
+        return base, int(index)
+    return name, 0
+
+
+def _strip_rows(obj: Any, batch: int, swap: dict[int, torch.Tensor] | None = None) -> Any:
+    """``obj`` with the last row of every batch-sized tensor removed (tensors, tuples, lists, dicts); tensors
+    whose ``id`` is in ``swap`` are replaced by the tensor given there instead."""
+    if isinstance(obj, torch.Tensor):
+        if swap and id(obj) in swap:
+            return swap[id(obj)]
+        return obj[:-1] if obj.dim() >= 1 and obj.shape[0] == batch else obj
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a named tuple
+        return type(obj)(*(_strip_rows(o, batch, swap) for o in obj))
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_strip_rows(o, batch, swap) for o in obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, _strip_rows(v, batch, swap)) for k, v in obj.items())
+    return obj
+
+
+class _StripProbe(torch.autograd.Function):
+    """``out[:-1]`` whose backward hands ``out`` the batch's gradient plus ``probe_grad`` in the probe's row,
+    so hooks on ``out`` and everything before it see the probe's own loss gradient."""
+
+    @staticmethod
+    def forward(ctx: Any, out: torch.Tensor, probe_grad: torch.Tensor) -> torch.Tensor:
+        ctx.probe_grad = probe_grad
+        return out[:-1].clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return torch.cat([grad, ctx.probe_grad.to(grad.dtype)[None]]), None
+
+
+class ProbeTap:
+    """Persistent hooks that copy the probe's row of every trace layer's shown output, once per armed forward.
+
+    The module behind each layer's shown value (``LayerRecord.shown``, e.g. ``layer1.0.relu:1``: the second
+    call of ``layer1.0.relu`` in one forward, counted from a pre-hook on the root module) gets a forward hook
+    that copies ``output[probe_index]``, in the layer's canonical (C, H, W) order, into a preallocated flat
+    tensor laid out like the GL values buffer (:attr:`flat`, one view per layer in :attr:`views`). These are
+    copies, so in-place ops later in the forward cannot change them. With :attr:`grads` set, a tensor hook on
+    the same outputs copies the probe row of their gradient into :attr:`grad_flat`.
+
+    With ``ride_along`` (a batch of one), an armed forward appends it to the input batch as its last row and
+    strips that row from the model's output again. Hooks come off in :meth:`remove` (idempotent).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[LayerRecord],
+        *,
+        probe_index: int = -1,
+        ride_along: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.model = model
+        self.layers = list(layers)
+        self.probe_index = -1 if ride_along is not None else probe_index
+        self.offsets, self.nbytes = layer_offsets([r.neurons for r in self.layers])
+        self.device = torch.device(device) if device is not None else model_device(model)
+        self.flat = torch.zeros(self.nbytes // BYTES_PER_NEURON, dtype=torch.float32, device=self.device)
+        self.views = self.views_of(self.flat)
+        self.grad_flat: torch.Tensor | None = None
+        self.grad_views: list[torch.Tensor] = []
+        self.ride_along = ride_along
+        self.when: Callable[[nn.Module], bool] = lambda m: True  # which forwards an armed tap accepts
+        self.inject: Callable[[torch.Tensor], torch.Tensor | None] | None = None  # probe-row gradient to add
+        self.armed = False  # capture the next accepted root forward
+        self.active = False  # inside a capturing forward
+        self.batch: int | None = None
+        self.filled = [False] * len(self.layers)
+        self.grad_filled = [False] * len(self.layers)
+        self.captures = 0  # capturing forwards so far
+        self.seconds = 0.0  # trainer-side time spent in these hooks
+        self.skipped = 0  # armed forwards whose input the probe could not join
+        self._grads = False
+        self._probe_cache: torch.Tensor | None = None
+        self._targets: dict[str, dict[int, list[int]]] = {}
+        for i, r in enumerate(self.layers):
+            module, call = split_call(r.shown or r.name)
+            self._targets.setdefault(module, {}).setdefault(call, []).append(i)
+        self._counts: dict[str, int] = {}
+        self._handles: list[Any] = []
+
+    def views_of(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """One (C, H, W) view per layer into a flat tensor laid out like :attr:`flat`."""
+        out = []
+        for r, off in zip(self.layers, self.offsets, strict=True):
+            start = off // BYTES_PER_NEURON
+            out.append(flat[start : start + r.neurons].view(r.grid))
+        return out
+
+    @property
+    def grads(self) -> bool:
+        """Copy the probe row of each shown output's gradient too (set before the forward)."""
+        return self._grads
+
+    @grads.setter
+    def grads(self, on: bool) -> None:
+        if on and self.grad_flat is None:
+            self.grad_flat = torch.zeros_like(self.flat)
+            self.grad_views = self.views_of(self.grad_flat)
+        self._grads = bool(on)
+
+    def _module(self, modules: dict[str, nn.Module], name: str) -> nn.Module | None:
+        if name in modules:
+            return modules[name]
+        return self.model if name == type(self.model).__name__ else None
+
+    def install(self) -> ProbeTap:
+        """Register the hooks (once); removes what it added if any registration fails."""
+        if self._handles:
+            return self
+        modules = dict(self.model.named_modules())
+        missing = [n for n in self._targets if self._module(modules, n) is None]
+        if missing:
+            raise CaptureError(f"cannot hook layer {missing[0]!r}: the model has no module of that name")
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._on_root_pre))
+            for name in self._targets:
+                self._handles.append(self._module(modules, name).register_forward_hook(self._hook(name)))
+            self._handles.append(self.model.register_forward_hook(self._on_root_post))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        """Remove every hook; safe to call twice."""
+        handles, self._handles = self._handles, []
+        for h in handles:
+            h.remove()
+        self.active = False
+
+    # -- hooks ----------------------------------------------------------------------------------------
+    def _on_root_pre(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        self._counts.clear()
+        self.active = False
+        if not self.armed or not self.when(module):
+            return None
+        t0 = time.perf_counter()
+        try:
+            new_args = None
+            x = args[0] if args else None
+            if self.ride_along is not None:
+                if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != tuple(self.ride_along.shape[1:]):
+                    self.skipped += 1
+                    return None
+                p = self._probe_cache
+                if p is None or p.device != x.device or p.dtype != x.dtype:
+                    p = self._probe_cache = self.ride_along.to(x.device, x.dtype)
+                new_args = (torch.cat([x, p]), *args[1:])
+                self.batch = x.shape[0] + 1
+            else:
+                t = first_tensor(args)
+                self.batch = int(t.shape[0]) if t is not None and t.dim() else None
+            self.armed = False
+            self.active = True
+            self.filled = [False] * len(self.layers)
+            self.grad_filled = [False] * len(self.layers)
+            return new_args
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _on_root_post(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+        if not self.active:
+            return None
+        t0 = time.perf_counter()
+        try:
+            self.active = False
+            self.captures += 1
+            if self.ride_along is None:
+                return None
+            batch = self.batch
+            first = first_tensor(output)
+            if (
+                self.inject is not None
+                and first is not None
+                and first.requires_grad
+                and first.shape[0] == batch
+            ):
+                g = self.inject(first[-1].detach())
+                if g is not None:
+                    return _strip_rows(output, batch, {id(first): _StripProbe.apply(first, g)})
+            return _strip_rows(output, batch)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _hook(self, name: str) -> Callable[..., None]:
+        calls = self._targets[name]
+
+        def on_forward(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            if not self.active:
+                return
+            n = self._counts.get(name, 0)
+            self._counts[name] = n + 1
+            wanted = calls.get(n)
+            if not wanted:
+                return
+            t0 = time.perf_counter()
+            out = first_tensor(output)
+            if out is not None and out.dim() >= 1 and out.shape[0] == self.batch:
+                row = out[self.probe_index]
+                for i in wanted:
+                    r = self.layers[i]
+                    if row.numel() != r.neurons:
+                        continue
+                    self.views[i].copy_(to_canonical(row, r.grid, r.channels_last))
+                    self.filled[i] = True
+                    if self._grads and out.requires_grad:
+                        out.register_hook(self._grad_hook(i))
+            self.seconds += time.perf_counter() - t0
+
+        return on_forward
+
+    def _grad_hook(self, i: int) -> Callable[[torch.Tensor], None]:
+        r = self.layers[i]
+        batch = self.batch
+
+        def on_grad(g: torch.Tensor) -> None:
+            t0 = time.perf_counter()
+            if g.dim() >= 1 and g.shape[0] == batch and self.grad_views:
+                self.grad_views[i].copy_(to_canonical(g[self.probe_index], r.grid, r.channels_last))
+                self.grad_filled[i] = True
+            self.seconds += time.perf_counter() - t0
+
+        return on_grad
+
+    def first_nonfinite(self, grads: bool = False) -> str | None:
+        """The first layer whose captured probe row holds NaN/Inf (a host sync a layer: failures only)."""
+        views = self.grad_views if grads else self.views
+        if not views:
+            return None
+        for r, v, ok in zip(self.layers, views, self.grad_filled if grads else self.filled, strict=True):
+            if ok and not bool(torch.isfinite(v).all()):
+                return r.name
+        return None

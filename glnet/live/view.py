@@ -1,0 +1,137 @@
+"""What the viewer process draws while a model trains: the trace's scene, each frame that arrives in a slot,
+the weight panels, the HUD and the loss/accuracy curves. GL on the calling thread; usable in-process (tests)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .handover import FrameMeta, Slots
+from .upload import choose_upload
+
+if TYPE_CHECKING:
+    from ..app import Visualization
+    from ..camera import Camera
+
+__all__ = ["LiveView", "thin"]
+
+
+def thin(values: Sequence[float], n: int = 400) -> list[float]:
+    """At most ``n`` evenly spaced points of a curve (the HUD plot is a few hundred pixels wide)."""
+    if len(values) <= n:
+        return list(values)
+    idx = np.linspace(0, len(values) - 1, n).round().astype(int)
+    return [values[i] for i in idx]
+
+
+class LiveView:
+    """The live scene over ``vis`` (owned by the caller): :meth:`absorb` every frame message, :meth:`present`
+    the ones drawn, :meth:`draw`."""
+
+    def __init__(
+        self,
+        vis: Visualization,
+        slots: Slots,
+        offsets: Sequence[int],
+        counts: Sequence[int],
+        *,
+        update_path: str = "auto",
+        title: str = "",
+        total_steps: int | None = None,
+    ) -> None:
+        self.vis = vis
+        self.upload, self.why = choose_upload(vis.cloud, slots, offsets, counts, update_path)
+        trace = vis.trace
+        self.title = title or trace.model_name or "model"
+        self.total_steps = total_steps
+        self.loss: list[float] = []
+        self.acc: list[float] = []
+        self.shown: FrameMeta | None = None
+        self.newest: FrameMeta | None = None  # the newest frame handed over, drawn or not
+        self.frames = 0
+        self.finished = False
+        self.stopping = ""
+        self.frame_ms: float | None = None
+        self.weights0 = {
+            i: r.weight.detach().to("cpu", torch.float32).clone()
+            for i, r in enumerate(trace.layers)
+            if isinstance(r.weight, torch.Tensor)
+        }
+
+    # -- what arrives ------------------------------------------------------------------------------------
+    def absorb(self, meta: FrameMeta) -> None:
+        """Take a frame message's numbers (curves, HUD), whether or not its frame is drawn."""
+        self.loss.extend(meta.losses)
+        self.acc.extend(meta.accs)
+        self.newest = meta
+
+    def present(self, i: int, meta: FrameMeta) -> None:
+        """Move slot ``i`` (the frame of ``meta``) into the cloud."""
+        self.upload.present(i, meta.mode)
+        self.vis.ranges = [layer.range for layer in self.vis.cloud.layers]
+        self.frames += 1
+        self.shown = meta
+
+    def set_weights(self, mode: str, weights: dict[int, torch.Tensor]) -> None:
+        """Weight panels: the filters as they are now, or in ``weights`` mode their change since the start."""
+        cloud = self.vis.cloud
+        for i, w in weights.items():
+            if i not in cloud.weights:
+                continue
+            w0 = self.weights0.get(i)
+            data = w - w0 if mode == "weights" and w0 is not None and w0.shape == w.shape else w
+            cloud.set_weight(i, data)
+
+    # -- drawing -----------------------------------------------------------------------------------------
+    def hud_lines(self, camera: Camera) -> list[str]:
+        """Model, step, loss, what is shown, the layer ahead, the update path and frame counts."""
+        m = self.shown
+        total = f"/{self.total_steps}" if self.total_steps else ""
+        step = f"step {m.step}{total}" if m else "before training"
+        loss = f"loss {m.loss:.4g}" if m and m.loss is not None else ""
+        acc = f"acc {m.acc:.2f}" if m and m.acc is not None else ""
+        head = "  ·  ".join(p for p in (self.title, step, loss, acc) if p)
+        sps = self.newest.samples_per_s if self.newest else None
+        if self.finished:
+            status = f"stopped: {self.stopping}" if self.stopping else "finished"
+        else:
+            status = "stopping" if self.stopping else ""
+        state = "  ·  ".join(
+            p
+            for p in (
+                f"{sps:.1f} samples/s" if sps else "",
+                f"showing {m.mode if m else 'activations'} (1/2/3, G, Shift+W)",
+                status,
+            )
+            if p
+        )
+        layer = self.vis.hud_lines(camera, None)[1:3]
+        tail = f"update path: {self.upload.name}  ·  frames {self.frames}"
+        if self.frame_ms is not None:
+            tail += f"  ·  frame {self.frame_ms:.0f} ms"
+        lines = [head, state, *layer, tail]
+        if m and m.note:
+            lines.append("NaN/Inf: " + m.note)
+        return lines
+
+    def curves(self) -> dict[str, Sequence[float]]:
+        """Loss (and accuracy) over every step handed over so far."""
+        curves: dict[str, Sequence[float]] = {"loss": thin(self.loss)}
+        if self.acc:
+            curves["accuracy"] = thin(self.acc)
+        return curves
+
+    def draw(self, camera: Camera, target: Any) -> None:
+        """One frame into ``target`` (a framebuffer or the window's screen)."""
+        t0 = time.perf_counter()
+        self.vis.render(camera, target, hud=self.hud_lines(camera), curves=self.curves(), finish=True)
+        ms = (time.perf_counter() - t0) * 1e3
+        self.frame_ms = ms if self.frame_ms is None else 0.8 * self.frame_ms + 0.2 * ms
+
+    def close(self) -> None:
+        """Release the upload path (context current); the scene stays the caller's."""
+        self.upload.close()

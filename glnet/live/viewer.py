@@ -1,0 +1,278 @@
+"""The viewer process: a window (or the headless recorder) fed by a training process.
+
+Started by :class:`glnet.live.Live` with ``torch.multiprocessing`` (spawn), it owns its main thread (GLFW needs
+it) and its GL context; the trainer holds none. Messages, both ways over two queues:
+
+* trainer -> viewer: ``("frame", slot, FrameMeta)``, ``("weights", mode, {layer: tensor})``,
+  ``("finish", reason)`` (draw what is queued, then end; a window with ``hold`` stays until closed),
+  ``("close",)`` (end now).
+* viewer -> trainer: ``("ready", info)``, ``("error", kind, message)``, ``("released", [slots], counters)``,
+  ``("mode", mode)`` (a key in the window), ``("closed", reason)`` (the window was closed), ``("done", counters)``.
+
+The viewer ignores Ctrl-C (the trainer handles it and then ends the viewer) and ends by itself when the trainer
+process is gone, so it never outlives it.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..capture import Trace
+from .handover import FrameMeta, Slots
+
+__all__ = ["MODE_KEYS", "ViewerSpec", "mode_for_key", "run_viewer"]
+
+MODE_KEYS = {"1": "activations", "2": "gradients", "3": "weights"}  # plus G and Shift+W, see mode_for_key
+
+
+@dataclass
+class ViewerSpec:
+    """Everything the viewer process needs besides the slots (pickled to it at start)."""
+
+    trace: Trace  # a detached CPU copy, for the layout and the first picture
+    offsets: list[int]  # each layer's byte offset in a slot
+    counts: list[int]
+    policy: str = "latest"  # latest: draw the newest frame; queue: draw every frame in order
+    headless: bool = True
+    record: str | None = None
+    size: tuple[int, int] = (1280, 720)
+    fps: float = 15.0
+    renderer: str = "auto"
+    camera: Any = None  # a --camera spec string, or a Camera
+    update_path: str = "auto"
+    title: str = ""
+    total_steps: int | None = None
+    hold: bool = True
+
+
+def mode_for_key(key: str, shift: bool, current: str) -> str | None:
+    """The display mode a key asks for: 1/2/3, G toggles gradients, Shift+W toggles weight change."""
+    if key == "g":
+        return "activations" if current == "gradients" else "gradients"
+    if key == "w" and shift:
+        return "activations" if current == "weights" else "weights"
+    return MODE_KEYS.get(key)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux for SIGTERM when the trainer dies (on top of polling it), and end cleanly on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+class _Loop:
+    """The viewer's state between messages: frames waiting to be drawn and what to tell the trainer."""
+
+    def __init__(self, spec: ViewerSpec, slots: Slots, inbox: Any, outbox: Any) -> None:
+        self.spec, self.slots, self.inbox, self.outbox = spec, slots, inbox, outbox
+        self.pending: collections.deque[tuple[int, FrameMeta]] = collections.deque()
+        self.superseded = 0
+        self.finishing = False
+        self.closing = False
+        self.view: Any = None
+        self.writer: Any = None
+        self.parent = multiprocessing.parent_process()
+
+    def counters(self) -> dict[str, Any]:
+        v = self.view
+        return {
+            "frames": v.frames if v else 0,
+            "superseded": self.superseded,
+            "bytes_device_to_host": v.upload.bytes_device_to_host if v else 0,
+            "range_bytes_to_host": v.upload.range_bytes_to_host if v else 0,
+        }
+
+    def trainer_gone(self) -> bool:
+        return self.parent is not None and not self.parent.is_alive()
+
+    def receive(self, timeout: float) -> None:
+        """Take every waiting message (waiting up to ``timeout`` for the first)."""
+        released: list[int] = []
+        block = timeout > 0
+        while True:
+            try:
+                msg = self.inbox.get(timeout=timeout) if block else self.inbox.get_nowait()
+            except (queue.Empty, EOFError, OSError):
+                break
+            block = False
+            kind = msg[0]
+            if kind == "frame":
+                _, i, meta = msg
+                self.view.absorb(meta)
+                self.pending.append((i, meta))
+                if self.spec.policy == "latest":
+                    while len(self.pending) > 1:
+                        released.append(self.pending.popleft()[0])
+                        self.superseded += 1
+            elif kind == "weights":
+                _, mode, weights = msg
+                self.view.set_weights(mode, weights)
+            elif kind == "finish":
+                self.finishing = True
+                self.view.finished = True
+                self.view.stopping = msg[1] if len(msg) > 1 else ""
+            elif kind == "close":
+                self.closing = True
+        released += self.view.upload.reclaim()
+        if released:
+            self.tell("released", released, self.counters())
+        if self.trainer_gone():
+            self.closing = True
+
+    def present_next(self) -> bool:
+        """Move the oldest waiting frame into the cloud; False if none was waiting."""
+        if not self.pending:
+            return False
+        i, meta = self.pending.popleft()
+        self.view.present(i, meta)
+        done = self.view.upload.reclaim()
+        if done:
+            self.tell("released", done, self.counters())
+        return True
+
+    def tell(self, *msg: Any) -> None:
+        try:
+            self.outbox.put(msg)
+        except (OSError, ValueError):  # the trainer is gone
+            self.closing = True
+
+
+def _headless(loop: _Loop) -> None:
+    from ..app import Visualization
+    from ..camera import camera_from_spec
+    from ..gpu.context import GLContext
+    from ..gpu.framebuffer import Framebuffer
+    from .view import LiveView
+
+    spec = loop.spec
+    w, h = spec.size
+    with GLContext.offscreen() as ctx:
+        vis = Visualization(ctx, spec.trace, renderer=spec.renderer)
+        fb = Framebuffer(ctx, w, h)
+        loop.view = LiveView(
+            vis, loop.slots, spec.offsets, spec.counts, update_path=spec.update_path,
+            title=spec.title, total_steps=spec.total_steps,
+        )  # fmt: skip
+        camera = spec.camera if not isinstance(spec.camera, (str, type(None))) else None
+        camera = camera or camera_from_spec(spec.camera, vis.layout, w / h)
+        loop.tell("ready", _info(loop, ctx))
+        try:
+            while not loop.closing:
+                loop.receive(0.0 if loop.pending else 0.05)
+                if loop.present_next():
+                    loop.view.draw(camera, fb)
+                    if loop.writer is not None:
+                        loop.writer.write(fb.read_rgba())
+                elif loop.finishing:
+                    break
+        finally:
+            loop.view.close()
+            fb.delete()
+            vis.close()
+
+
+def _window(loop: _Loop) -> None:
+    from ..window import Viewer
+    from .view import LiveView
+
+    spec = loop.spec
+    v = Viewer(spec.trace, size=spec.size, renderer=spec.renderer, title=f"glnet - {spec.title} (training)")
+    loop.view = view = LiveView(
+        v.vis, loop.slots, spec.offsets, spec.counts, update_path=spec.update_path,
+        title=spec.title, total_steps=spec.total_steps,
+    )  # fmt: skip
+    mode = ["activations"]
+
+    def on_key(name: str, pressed: bool, modifiers: frozenset[str]) -> bool:
+        m = mode_for_key(name, "shift" in modifiers, mode[0]) if pressed else None
+        if m is None:
+            return pressed and name == "w" and "shift" in modifiers
+        mode[0] = m
+        loop.tell("mode", m)
+        return True
+
+    def on_tick(_dt: float) -> None:
+        loop.receive(0.0)
+        if loop.pending:
+            v.request_draw()
+        if loop.closing or (loop.finishing and not spec.hold and not loop.pending):
+            v.close()
+        elif loop.finishing:
+            v.request_draw()
+
+    def draw(target: Any) -> None:
+        drawn = loop.present_next()
+        view.draw(v.camera, target)
+        if drawn and loop.writer is not None:
+            loop.writer.write(v.read_pixels())
+
+    def on_close() -> None:
+        if not loop.finishing and not loop.closing:
+            loop.tell("closed", "window closed")
+        view.close()
+
+    v.add_key_handler(on_key)
+    v.add_tick_handler(on_tick)
+    v.set_draw(draw)
+    v.add_close_handler(on_close)
+    loop.tell("ready", _info(loop, v.ctx))
+    v.run()
+
+
+def _info(loop: _Loop, ctx: Any) -> dict[str, Any]:
+    view = loop.view
+    return {
+        "update_path": view.upload.name,
+        "why": view.why,
+        "renderer": view.vis.renderer,
+        "gl_renderer": ctx.info.renderer,
+        "pid": os.getpid(),
+    }
+
+
+def run_viewer(spec: ViewerSpec, slots: Slots, inbox: Any, outbox: Any) -> None:
+    """The viewer process's main function (spawned by :class:`glnet.live.Live`)."""
+    _die_with_parent()
+    torch.set_num_threads(1)  # its tensor work is small; the cores are the trainer's
+    from ..errors import GlnetError
+    from ..gpu.context import configure_platform
+
+    loop = _Loop(spec, slots, inbox, outbox)
+    code = 0
+    try:
+        configure_platform(headless=spec.headless)
+        if spec.record:
+            from ..record import VideoWriter
+
+            loop.writer = VideoWriter(spec.record, fps=spec.fps)
+        (_headless if spec.headless else _window)(loop)
+    except BaseException as e:
+        code = 1
+        kind = type(e).__name__ if isinstance(e, GlnetError) else "ViewerError"
+        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        loop.tell("error", kind, text[:300])
+    finally:
+        try:
+            if loop.writer is not None:
+                loop.writer.close()
+        except BaseException as e:
+            code = 1
+            loop.tell("error", "VideoWriteError", str(e).splitlines()[0][:300] if str(e) else "video")
+        loop.tell("done", loop.counters())
+    if code:
+        sys.exit(code)
