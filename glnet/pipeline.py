@@ -17,7 +17,7 @@ from .inputs import load_image, to_tensor
 from .models import ModelSpec, load_model, load_weights
 from .testimage import test_image
 
-__all__ = ["Prepared", "make_input", "trace_model"]
+__all__ = ["Prepared", "check_device", "make_input", "trace_model"]
 
 
 @dataclass
@@ -41,7 +41,7 @@ def make_input(spec: ModelSpec, image: str | os.PathLike[str] | None = None, see
     return x
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> torch.device:
     """Refuse a device torch cannot use here up front, with one line naming it, not a CUDA traceback."""
     try:
         dev = torch.device(device)
@@ -50,6 +50,7 @@ def _check_device(device: str) -> None:
     count = torch.cuda.device_count() if dev.type == "cuda" else 0
     if dev.type == "cuda" and (dev.index or 0) >= count:
         raise InputError(f"--device {device} was asked for but torch sees {count} CUDA device(s)")
+    return dev
 
 
 def trace_model(
@@ -65,7 +66,7 @@ def trace_model(
     """Build (or load) ``model``, load ``weights`` if given, and capture it on ``image`` or the test image."""
     if input_size < 16 or input_size > 4096:
         raise InputError(f"input size must be between 16 and 4096 pixels, not {input_size}")
-    _check_device(device)
+    check_device(device)
     spec = load_model(model, input_size=input_size, device=device, seed=seed)
     if weights is not None:
         load_weights(spec.model, weights, spec.name)

@@ -26,6 +26,7 @@ from torch import nn
 from .capture import first_tensor
 from .errors import InputError, ModelError, NonFiniteError, OutOfMemoryError
 from .live import MODES, Live
+from .pipeline import check_device
 
 __all__ = ["TrainConfig", "find_nonfinite", "fit_classifier", "save_checkpoint", "train"]
 
@@ -234,12 +235,7 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
     if cfg.mode not in MODES:
         raise InputError(f"--mode must be one of {', '.join(MODES)}")
     device_name = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device_name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but torch sees no CUDA device (try --device cpu)")
-    try:
-        device = torch.device(device_name)
-    except RuntimeError as e:
-        raise InputError(f"unknown device {device_name!r}") from e
+    device = check_device(device_name)
     image_size = cfg.image_size or (224 if device.type == "cuda" else 64)
     if not 16 <= image_size <= 1024:
         raise InputError(f"--image-size must be between 16 and 1024 pixels, not {image_size}")

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..colormap import ValueRange
-from ..errors import CudaInteropUnavailable, InputError, MappingError
+from ..errors import CudaInteropUnavailable, InputError, MappingError, OutOfMemoryError
 from ..gpu.cloud import BYTES_PER_NEURON, NeuronCloud
 from .handover import Slots
 from .ranges import ChannelMeans, RangeTable, copy_plan
@@ -268,6 +268,6 @@ def choose_upload(
     if prefer in ("auto", "mapped"):
         try:
             return MappedUpload(*args), ""
-        except MappingError as e:
+        except (MappingError, OutOfMemoryError) as e:
             why = str(e)
     return SubDataUpload(*args), why
