@@ -12,7 +12,7 @@ TORCH_VERSION=${GLNET_TORCH_VERSION:-2.13.0}
 say() { printf 'install.sh: %s\n' "$*" >&2; }
 
 # -- 1. system libraries ------------------------------------------------------------------------------------
-pkgs="libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 xvfb xauth"
+pkgs="libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 xvfb xauth xdotool"
 missing=""
 for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -37,10 +37,10 @@ _EXPORTS = {
     "configure_platform": "glnet.gpu.context",
     "NeuronCloud": "glnet.gpu.cloud",
     "Visualization": "glnet.app",
-    "Viewer": "glnet.app",
+    "Viewer": "glnet.window",
     "render_snapshot": "glnet.app",
     "render_tour": "glnet.app",
-    "layout_for": "glnet.app",
+    "layout_for": "glnet.layout",
     "trace_model": "glnet.pipeline",
     "load_model": "glnet.models",
     "load_weights": "glnet.models",
@@ -56,17 +56,18 @@ from .capture import capture  # noqa: E402  (see the module docstring)
 from .live import live  # noqa: E402  (the same: the function, not its module glnet.live)
 
 if TYPE_CHECKING:
-    from .app import Viewer, Visualization, layout_for, render_snapshot, render_tour
+    from .app import Visualization, render_snapshot, render_tour
     from .camera import Camera, FlyController, named_camera
     from .capture import LayerRecord, Trace
     from .errors import GlnetError
     from .gpu.cloud import NeuronCloud
     from .gpu.context import GLContext, configure_platform
-    from .layout import Layout, build_layout
+    from .layout import Layout, build_layout, layout_for
     from .live import Live
     from .models import load_model, load_weights
     from .pipeline import trace_model
     from .testimage import test_image
+    from .window import Viewer
 
 
 def __getattr__(name: str) -> Any:

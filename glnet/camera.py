@@ -26,6 +26,7 @@ __all__ = [
     "FlyController",
     "Projected",
     "camera_from_spec",
+    "controls_help",
     "named_camera",
     "tour",
 ]
@@ -403,6 +404,33 @@ CONTROLS: dict[str, tuple[str, Any]] = {
 }
 MOUSE = {"drag": "look", "wheel": "speed"}
 
+_KEY_LABELS = {"pageup": "PgUp", "pagedown": "PgDn", "escape": "Esc", "f11": "F11"}
+_MOVE_WORDS = {(0, 0, -1): "forward", (0, 0, 1): "back", (-1, 0, 0): "left", (1, 0, 0): "right"}
+_ACTION_WORDS = {
+    "roll": "roll",
+    "stop": "stops",
+    "reset": "resets",
+    "layer": "next/previous layer",
+    "fullscreen": "fullscreen",
+    "quit": "quits",
+}
+_MOUSE_WORDS = {"look": "looks", "speed": "sets speed"}
+_MOUSE_LABELS = {"drag": "mouse drag"}
+
+
+def controls_help() -> str:
+    """The controls in words, built from :data:`CONTROLS` and :data:`MOUSE` (for ``glnet view --help``)."""
+    groups: dict[str, list[str]] = {}
+    for key, (action, arg) in CONTROLS.items():
+        label = _KEY_LABELS.get(key, key.upper() if len(key) == 1 else key.capitalize())
+        words = (
+            _MOVE_WORDS.get(tuple(arg), str(arg)) if action == "move" else _ACTION_WORDS.get(action, action)
+        )
+        groups.setdefault(words, []).append(label)
+    keys = [f"{'/'.join(labels)} {words}" for words, labels in groups.items()]
+    mouse = [f"{_MOUSE_LABELS.get(how, how)} {_MOUSE_WORDS.get(what, what)}" for how, what in MOUSE.items()]
+    return ", ".join(keys) + "; " + ", ".join(mouse)
+
 
 class FlyController:
     """Turns key/mouse events (or scripted calls) into camera motion. Held keys accelerate, release glides
@@ -410,8 +438,8 @@ class FlyController:
 
     LOOK_PER_PIXEL = 0.003  # radians
     ROLL_SPEED = 1.2  # radians per second
-    ACCEL_TIME = 0.25  # seconds to reach full speed
-    GLIDE_TIME = 0.35  # seconds to glide to a stop
+    ACCEL_TIME = 0.25  # seconds from rest to full speed
+    GLIDE_TIME = 0.35  # seconds from full speed to a stop
     JUMP_TIME = 0.6
 
     def __init__(self, camera: Camera, layout: Layout | None = None, *, aspect: float = 16 / 9) -> None:
@@ -450,11 +478,15 @@ class FlyController:
             return
         n = len(self.layout.slabs)
         if self.layer_index is None:
-            here = self.layout.slab_index_at(float(self.camera.position[2]))
-            nearest_in_front = (
-                here if step > 0 and self.layout.slabs[here].z < self.camera.position[2] else here - step
-            )
-            self.layer_index = int(np.clip(nearest_in_front + step, 0, n - 1)) if step else here
+            # Flying freely: the nearest layer ahead along the flight axis (-z), or the nearest behind.
+            z = float(self.camera.position[2])
+            zs = [s.z for s in self.layout.slabs]
+            if step == 0:
+                self.layer_index = self.layout.slab_index_at(z)
+            elif step > 0:
+                self.layer_index = next((i for i, sz in enumerate(zs) if sz < z), n - 1)
+            else:
+                self.layer_index = next((i for i in reversed(range(n)) if zs[i] >= z), 0)
         else:
             self.layer_index = int(np.clip(self.layer_index + step, 0, n - 1))
         target = layer_camera(self.layout, self.layer_index, self.aspect)
@@ -503,17 +535,20 @@ class FlyController:
                 want += np.asarray(arg, np.float64)
             else:
                 roll += float(arg)
+        # Constant acceleration towards the wanted velocity: full speed after ACCEL_TIME, a stop from full
+        # speed after GLIDE_TIME, whatever the frame rate.
         if np.any(want):
             want = _normalize(want) * self.speed
-            blend = min(1.0, dt / self.ACCEL_TIME)
+            max_step = self.speed * dt / self.ACCEL_TIME
         else:
-            blend = min(1.0, dt / self.GLIDE_TIME)
-        self.velocity = (1 - blend) * self.velocity + blend * want
-        if np.linalg.norm(self.velocity) < 1e-3 * self.speed and not np.any(want):
-            self.velocity[:] = 0
+            max_step = self.speed * dt / self.GLIDE_TIME
+        gap = want - self.velocity
+        dist = float(np.linalg.norm(gap))
+        self.velocity = want.copy() if dist <= max_step else self.velocity + gap * (max_step / dist)
         changed = False
         if np.any(self.velocity):
             self.camera.move_local(self.velocity * dt)
+            self.layer_index = None  # flown off the layer: the next jump starts from here
             changed = True
         if roll:
             self.camera.rotate_local(roll=roll * self.ROLL_SPEED * dt)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .camera import controls_help
 from .errors import GlnetError, InputError
 from .inputs import parse_size
 from .render.scene import RENDERERS
@@ -101,8 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser(
         "view",
         help="fly through a model in a window (or render a fly-through video without a display)",
-        description="Open a window to fly through MODEL: WASD/arrows move, mouse drag looks, wheel sets "
-        "speed, Q/E roll, Space stops, R resets, PgUp/PgDn next/previous layer, F11 fullscreen, Esc quits. "
+        description=f"Open a window to fly through MODEL: {controls_help()}. "
         "With no display (or --headless) render the scripted fly-through to a video instead.",
     )
     _add_model_args(v)
@@ -399,7 +399,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
             f"{info['renderer']} on {info['gl_renderer']}, median frame {info['frame_ms']:.1f} ms)"
         )
         return 0
-    from .app import Viewer
+    from .window import Viewer
 
     prep = _prepare(args)
     viewer = Viewer(

@@ -12,10 +12,27 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["Layout", "Panel", "Slab", "build_layout", "neuron_positions"]
+if TYPE_CHECKING:
+    import torch
+
+    from .capture import Trace
+
+__all__ = [
+    "MAX_WEIGHT_TEXELS",
+    "Layout",
+    "Panel",
+    "Slab",
+    "WeightAtlas",
+    "build_layout",
+    "conv_weights",
+    "input_frame",
+    "layout_for",
+    "neuron_positions",
+]
 
 SIZE_EXPONENT = 0.5  # slab side grows as (neurons across) ** SIZE_EXPONENT
 BASE_SIDE = 2.0  # world units for a slab 1 neuron across
@@ -23,6 +40,7 @@ DEPTH_GAP = 0.3  # gap between slabs, as a fraction of the larger neighbour's si
 MIN_GAP = 3.0
 POINT_FILL = 0.8  # a neuron's disc diameter as a fraction of its spacing
 PANEL_SCALE = 0.4  # a weight panel's longer side, as a fraction of its slab's side
+MAX_WEIGHT_TEXELS = 64 << 20  # weight atlases above this many texels in all are not uploaded
 
 
 @dataclass(frozen=True)
@@ -283,3 +301,41 @@ class WeightAtlas:
         full[: image.shape[0], : image.shape[1]] = image
         cells = full.reshape(rows, ch, self.folds, i, cw).transpose(2, 0, 3, 1, 4)
         return cells[..., :kh, :kw].reshape(self.folds * rows, i, kh, kw)[:o]
+
+
+def input_frame(x: torch.Tensor) -> torch.Tensor | None:
+    """The (3, H, W) image the model saw (first sample; a clip's middle frame), or None if not an image."""
+    t = x.detach()
+    if t.dim() >= 4:
+        t = t[0]
+    if t.dim() == 4:  # video clip (C, T, H, W)
+        t = t[:, t.shape[1] // 2]
+    if t.dim() != 3 or t.shape[0] != 3:
+        return None
+    return t
+
+
+def conv_weights(trace: Trace) -> dict[int, torch.Tensor]:
+    """Layer index -> conv weight, for the conv layers whose weight panels fit in MAX_WEIGHT_TEXELS."""
+    out, total = {}, 0
+    for i, r in enumerate(trace.layers):
+        if r.kind == "conv" and r.weight is not None and r.weight.dim() >= 3:
+            w, h = WeightAtlas.for_shape(r.weight.shape).size
+            if total + w * h > MAX_WEIGHT_TEXELS:
+                continue
+            total += w * h
+            out[i] = r.weight
+    return out
+
+
+def layout_for(trace: Trace, *, weights: bool = True) -> Layout:
+    """The layout of a trace: one slab per layer, weight panels beside conv layers, the input in front."""
+    frame = input_frame(trace.input)
+    shapes = (
+        {i: WeightAtlas.for_shape(w.shape).size for i, w in conv_weights(trace).items()} if weights else {}
+    )
+    return build_layout(
+        [(r.name, r.grid) for r in trace.layers],
+        weight_shapes=shapes,
+        input_aspect=(frame.shape[2] / frame.shape[1]) if frame is not None else None,
+    )

@@ -18,9 +18,14 @@ from ..gpu.program import Program
 from ..gpu.texture import Texture2D
 
 if TYPE_CHECKING:
+    from ..capture import Trace
+    from ..colormap import ValueRange
     from ..gpu.context import GLContext
+    from .scene import FrameStats
 
-__all__ = ["Hud", "curves_image", "hud_image"]
+__all__ = ["MARGIN", "Hud", "curves_image", "hud_image", "hud_lines", "text_box"]
+
+MARGIN = 12  # pixels between the frame's edge and a HUD panel
 
 Curves = dict[str, Sequence[float]]
 _CURVE_COLOURS = [(255, 190, 90, 255), (120, 210, 255, 255), (170, 255, 140, 255)]
@@ -56,6 +61,43 @@ def hud_image(lines: Sequence[str], frame_height: int) -> np.ndarray:
     for k, t in enumerate(lines):
         draw.text((pad, pad + k * line_h), t, font=font, fill=(235, 238, 245, 255))
     return _premultiplied(img)
+
+
+def text_box(lines: Sequence[str], frame_height: int) -> tuple[int, int, int, int]:
+    """Where :meth:`Hud.draw` puts the text panel: (x0, y0, x1, y1) in pixels from the top-left corner."""
+    h, w = hud_image(lines, frame_height).shape[:2]
+    return (MARGIN, MARGIN, MARGIN + w, MARGIN + h)
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "x".join(str(int(s)) for s in shape) or "scalar"
+
+
+def hud_lines(
+    trace: Trace,
+    layer: int,
+    value_range: ValueRange,
+    *,
+    renderer: str,
+    frame_ms: float | None = None,
+    stats: FrameStats | None = None,
+) -> list[str]:
+    """The HUD's text: the model, one layer (name, kinds, shape, value range), and the last frame's cost."""
+    rec = trace.layers[layer]
+    total = trace.neurons
+    drawn = stats.neurons_drawn if stats else total
+    detail = f" ({len(stats.aggregated)} layers as channel means)" if stats and stats.aggregated else ""
+    lines = [
+        f"{trace.model_name or 'model'}  ·  {total:,} neurons  ·  {renderer}",
+        f"layer {layer + 1}/{len(trace.layers)}: {rec.name} ({rec.module_type}"
+        + (f" -> {rec.shown_type}" if rec.shown_type else "")
+        + ")",
+        f"shape {_fmt_shape(rec.shape)}  ·  range {value_range.lo:.3g} … {value_range.hi:.3g}"
+        + (f"  ·  {value_range.nonfinite:,} NaN/Inf" if value_range.nonfinite else ""),
+    ]
+    if frame_ms is not None:
+        lines.append(f"frame {frame_ms:.1f} ms  ·  drawn {drawn:,}{detail}")
+    return lines
 
 
 def curves_image(curves: Curves, frame_height: int) -> np.ndarray:
@@ -122,7 +164,7 @@ class Hud:
             self._textures.pop("curves").delete()
             self._keys.pop("curves", None)
 
-    def draw(self, width: int, height: int, margin: int = 12) -> None:
+    def draw(self, width: int, height: int, margin: int = MARGIN) -> None:
         from OpenGL import GL
 
         if not self._textures:

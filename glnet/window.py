@@ -1,0 +1,335 @@
+"""The window: a VisPy canvas on GLFW to fly through a trace, with hooks for whoever drives it.
+
+:class:`Viewer` owns the window, its GL context, the :class:`~glnet.app.Visualization`, the camera and its
+:class:`~glnet.camera.FlyController`. It redraws only when the camera moves, new values are queued or someone
+calls :meth:`Viewer.request_draw`. Callers extend it through hooks instead of its internals: key handlers run
+before the fly controls and may consume a key, tick handlers run on every timer tick, :meth:`Viewer.set_draw`
+replaces the whole frame, and close handlers run once, with the context current, before teardown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .app import Visualization
+from .camera import FlyController, camera_from_spec
+from .capture import Trace
+from .errors import GLUnavailableError
+from .gpu.context import GLContext, configure_platform
+
+if TYPE_CHECKING:
+    from .render.hud import Curves
+    from .render.scene import FrameStats
+
+__all__ = ["CloseHandler", "DrawFunction", "KeyHandler", "Screen", "TickHandler", "Viewer"]
+
+KeyHandler = Callable[[str, bool, frozenset[str]], bool]  # (key name, pressed, modifiers) -> consumed
+TickHandler = Callable[[float], None]  # (seconds since the last tick)
+DrawFunction = Callable[[Any], None]  # (render target): draw a whole frame
+CloseHandler = Callable[[], None]
+
+TICK_S = 1 / 120  # timer interval: key motion is integrated at this rate
+_WAIT_S = 0.004  # longest sleep between event polls, well under one tick
+
+
+class Screen:
+    """The window's default framebuffer as a render target, sized in device pixels."""
+
+    def __init__(self, canvas: Any) -> None:
+        self.canvas = canvas
+
+    @property
+    def width(self) -> int:
+        return int(self.canvas.physical_size[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.canvas.physical_size[1])
+
+    def bind(self) -> None:
+        from OpenGL import GL
+
+        GL.glBindFramebuffer(GL.GL_FRAMEBUFFER, 0)
+        GL.glViewport(0, 0, self.width, self.height)
+
+
+def _glfw_window(canvas: Any) -> Any:
+    """The GLFW window pointer behind a VisPy canvas on the GLFW backend."""
+    # VisPy has no public accessor: its GLFW backend object (canvas.native) keeps the pointer in ``_id``.
+    return canvas.native._id
+
+
+def _fullscreen_monitor(win: Any) -> Any:
+    """The monitor a fullscreen window covers, or None when windowed."""
+    import glfw
+
+    monitor = glfw.get_window_monitor(win)
+    return monitor if monitor else None  # pyGLFW returns a NULL pointer, not None, for a windowed window
+
+
+def _monitor_of(win: Any) -> Any:
+    """The monitor holding the window's centre (the primary one if none does)."""
+    import glfw
+
+    x, y = glfw.get_window_pos(win)
+    w, h = glfw.get_window_size(win)
+    cx, cy = x + w // 2, y + h // 2
+    for monitor in glfw.get_monitors() or []:
+        mx, my = glfw.get_monitor_pos(monitor)
+        mode = glfw.get_video_mode(monitor)
+        if mx <= cx < mx + mode.size.width and my <= cy < my + mode.size.height:
+            return monitor
+    return glfw.get_primary_monitor()
+
+
+class Viewer:
+    """A window (VisPy on GLFW) to fly through a trace: controls in :data:`glnet.camera.CONTROLS`."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        *,
+        size: tuple[int, int] = (1280, 720),
+        fullscreen: bool = False,
+        renderer: str = "auto",
+        title: str = "glnet",
+        backend: str = "glfw",
+        lod: bool = False,
+        max_neurons: int | None = None,
+    ) -> None:
+        configure_platform(headless=False)
+        from vispy import app
+
+        try:
+            self.app = app.use_app(backend)
+            self.canvas = app.Canvas(
+                title=title, size=size, fullscreen=fullscreen, keys=None, show=True, app=self.app, vsync=True
+            )
+        except Exception as e:
+            raise GLUnavailableError(f"cannot open a window with {backend} ({str(e).strip()[:160]})") from e
+        self.backend = backend
+        self.size = size
+        self.ctx = GLContext(self.canvas, owns_canvas=False)
+        self.vis = Visualization(self.ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons)
+        self.screen = Screen(self.canvas)
+        aspect = self._aspect()
+        self.camera = camera_from_spec(None, self.vis.layout, aspect)
+        self.controller = FlyController(self.camera, self.vis.layout, aspect=aspect)
+        self.frames = 0
+        self.frame_ms: float | None = None
+        self.curves: Curves | None = None
+        self.hud_lines: list[str] = []  # the standard HUD's text in the last default frame
+        self.closed = False
+        self._stats: FrameStats | None = None
+        self._key_handlers: list[KeyHandler] = []
+        self._tick_handlers: list[TickHandler] = []
+        self._close_handlers: list[CloseHandler] = []
+        self._draw_fn: DrawFunction | None = None
+        self._drawing = False
+        self._windowed: tuple[int, int, int, int] | None = None  # position and size before fullscreen
+        self._last = time.perf_counter()
+        self._dirty = True
+        c = self.canvas.events
+        c.draw.connect(self._on_draw)
+        c.key_press.connect(lambda e: self._on_key(e, True))
+        c.key_release.connect(lambda e: self._on_key(e, False))
+        c.mouse_move.connect(self._on_mouse_move)
+        c.mouse_wheel.connect(self._on_wheel)
+        c.resize.connect(self._on_resize)
+        c.close.connect(self._on_close)
+        self.timer = app.Timer(TICK_S, connect=self._on_tick, app=self.app, start=True)
+
+    # -- hooks -------------------------------------------------------------------------------------------
+    def add_key_handler(self, fn: KeyHandler) -> None:
+        """Call ``fn(name, pressed, modifiers)`` on every key press and release, before the fly controls;
+        a True return consumes the key."""
+        self._key_handlers.append(fn)
+
+    def add_tick_handler(self, fn: TickHandler) -> None:
+        """Call ``fn(dt)`` on every timer tick, on the GUI thread with the context current."""
+        self._tick_handlers.append(fn)
+
+    def add_close_handler(self, fn: CloseHandler) -> None:
+        """Call ``fn()`` once when the window closes, context current, before glnet's GL objects go."""
+        self._close_handlers.append(fn)
+
+    def set_draw(self, fn: DrawFunction | None) -> None:
+        """Draw whole frames with ``fn(target)`` instead of the trace and standard HUD (None: the default)."""
+        self._draw_fn = fn
+        self.request_draw()
+
+    # -- actions -----------------------------------------------------------------------------------------
+    def request_draw(self) -> None:
+        """Redraw on the next tick."""
+        self._dirty = True
+
+    def close(self) -> None:
+        """Close the window (runs the close handlers); the event loop then ends."""
+        if not self.closed:
+            self.canvas.close()
+
+    @property
+    def fullscreen(self) -> bool:
+        """Whether the window covers a whole monitor."""
+        if self.backend != "glfw" or self.closed:
+            return bool(self.canvas.fullscreen)
+        return _fullscreen_monitor(_glfw_window(self.canvas)) is not None
+
+    def toggle_fullscreen(self) -> None:
+        """Fullscreen on the window's monitor, or back to the window's earlier place and size."""
+        if self.closed:
+            return
+        if self.backend != "glfw":
+            self.canvas.fullscreen = not self.canvas.fullscreen
+            return
+        import glfw
+
+        # VisPy's GLFW backend cannot switch at run time, so switch the GLFW window itself.
+        win = _glfw_window(self.canvas)
+        monitor = _fullscreen_monitor(win)
+        if monitor is None:
+            self._windowed = (*glfw.get_window_pos(win), *glfw.get_window_size(win))
+            monitor = _monitor_of(win)
+            mode = glfw.get_video_mode(monitor)
+            glfw.set_window_monitor(win, monitor, 0, 0, mode.size.width, mode.size.height, mode.refresh_rate)
+        else:
+            if self._windowed is None:  # started fullscreen: the requested size, centred
+                mode = glfw.get_video_mode(monitor)
+                w, h = self.size
+                self._windowed = ((mode.size.width - w) // 2, (mode.size.height - h) // 2, w, h)
+            x, y, w, h = self._windowed
+            glfw.set_window_monitor(win, None, x, y, w, h, 0)
+        self.request_draw()
+
+    def read_pixels(self) -> np.ndarray:
+        """The window's frame as (height, width, 4) uint8, top row first: inside a draw function what it
+        has drawn so far, elsewhere a frame drawn now (the back buffer is undefined after a swap)."""
+        from OpenGL import GL
+
+        self.canvas.set_current()
+        if not self._drawing:
+            self._draw_frame()
+            self.request_draw()
+        w, h = self.screen.width, self.screen.height
+        GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, 0)
+        GL.glReadBuffer(GL.GL_BACK)
+        GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
+        out = np.empty((h, w, 4), np.uint8)
+        GL.glReadPixels(0, 0, w, h, GL.GL_RGBA, GL.GL_UNSIGNED_BYTE, out)
+        return out[::-1].copy()
+
+    def run(self, max_seconds: float | None = None) -> None:
+        """Run the event loop until the window closes (or ``max_seconds`` pass, for tests)."""
+        if self.closed:
+            return
+        deadline = None if max_seconds is None else time.perf_counter() + max_seconds
+        if self.backend != "glfw":
+            if deadline is not None:
+                from vispy import app
+
+                app.Timer(max_seconds, connect=lambda e: self.close(), iterations=1, app=self.app, start=True)
+            self.app.run()
+            return
+        import glfw
+
+        # VisPy's own GLFW loop polls without sleeping; waiting for events keeps a core free.
+        while not self.closed:
+            if deadline is not None and time.perf_counter() >= deadline:
+                self.close()
+                break
+            glfw.wait_events_timeout(_WAIT_S)
+            self.app.process_events()
+
+    # -- events ------------------------------------------------------------------------------------------
+    def _aspect(self) -> float:
+        w, h = self.screen.width, self.screen.height
+        return w / h if w > 0 and h > 0 else self.size[0] / self.size[1]
+
+    def _on_tick(self, _event: Any) -> None:
+        if self.closed:
+            return
+        now = time.perf_counter()
+        dt, self._last = now - self._last, now
+        self.canvas.set_current()
+        for fn in list(self._tick_handlers):
+            fn(dt)
+            if self.closed:
+                return
+        if self.controller.update(dt):
+            self._dirty = True
+        requests, self.controller.requests = list(self.controller.requests), []
+        for req in requests:
+            if req == "fullscreen":
+                self.toggle_fullscreen()
+            elif req == "quit":
+                self.close()
+                return
+        if self._dirty or self.vis.cloud.values.dirty:
+            self._dirty = False
+            self.canvas.update()
+
+    def _draw_frame(self) -> None:
+        if self._draw_fn is not None:
+            self._draw_fn(self.screen)
+            return
+        self.hud_lines = self.vis.hud_lines(self.camera, self.frame_ms, self._stats)
+        self._stats = self.vis.render(
+            self.camera, self.screen, hud=self.hud_lines, curves=self.curves, finish=True
+        )
+
+    def _on_draw(self, _event: Any) -> None:
+        if self.closed or self.screen.width == 0 or self.screen.height == 0:
+            return
+        t0 = time.perf_counter()
+        self._drawing = True
+        try:
+            self._draw_frame()
+        finally:
+            self._drawing = False
+        ms = (time.perf_counter() - t0) * 1e3
+        self.frame_ms = ms if self.frame_ms is None else 0.8 * self.frame_ms + 0.2 * ms
+        self.frames += 1
+
+    def _on_key(self, event: Any, pressed: bool) -> None:
+        if event.key is None:
+            return
+        name = event.key.name.lower()
+        modifiers = frozenset(m.name.lower() for m in event.modifiers or ())
+        for fn in list(self._key_handlers):
+            if fn(name, pressed, modifiers):
+                self._dirty = True
+                return
+        if self.controller.key(name, pressed):
+            self._dirty = True
+
+    def _on_mouse_move(self, event: Any) -> None:
+        if event.is_dragging and event.last_event is not None:
+            dx, dy = np.asarray(event.pos) - np.asarray(event.last_event.pos)
+            self.controller.look(float(dx), float(dy))
+            self._dirty = True
+
+    def _on_wheel(self, event: Any) -> None:
+        self.controller.scale_speed(float(event.delta[1]))
+        self._dirty = True
+
+    def _on_resize(self, _event: Any) -> None:
+        self.controller.aspect = self._aspect()
+        self.request_draw()
+
+    def _on_close(self, _event: Any) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.stop()
+        self.canvas.set_current()
+        try:
+            for fn in self._close_handlers:
+                fn()
+        finally:
+            self.vis.close()
+            self.ctx.close()
+            self.app.quit()
