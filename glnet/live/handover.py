@@ -101,6 +101,7 @@ class Handover:
         self.free: collections.deque[int] = collections.deque(range(slots.n))
         self.published = 0
         self.dropped = 0  # no free slot when the trainer had a frame
+        self.last: int | None = None  # the slot of the newest frame handed over
 
     def acquire(self) -> int | None:
         """A free slot for the next frame, or None (the frame is dropped and counted); never blocks."""
@@ -108,6 +109,11 @@ class Handover:
             self.dropped += 1
             return None
         return self.free.popleft()
+
+    def commit(self, i: int) -> None:
+        """Slot ``i`` holds a new frame and goes to the viewer."""
+        self.published += 1
+        self.last = i
 
     def release(self, i: int) -> None:
         """Slot ``i`` came back from the viewer."""

@@ -69,11 +69,12 @@ class ViewerProcess:
         with _without_main_module():
             self.proc.start()
         self.pid: int | None = self.proc.pid
+        self._exitcode: int | None = None
         self._closed = False
 
     @property
     def exitcode(self) -> int | None:
-        return self.proc.exitcode
+        return self._exitcode if self._closed else self.proc.exitcode
 
     def alive(self) -> bool:
         return not self._closed and self.proc.is_alive()
@@ -143,6 +144,9 @@ class ViewerProcess:
             if on_message is not None:
                 on_message(msg)
         self._closed = True
+        self._exitcode = proc.exitcode
         for q in (self.inbox, self.outbox):
             q.close()
             q.join_thread()
+        # the queues' semaphores live in /dev/shm until their last reference goes (the process keeps its args)
+        self.inbox = self.outbox = self.proc = None  # type: ignore[assignment]

@@ -18,10 +18,10 @@ from torch import nn
 from ..capture import Trace, capture, model_device
 from ..errors import InputError, NonFiniteError
 from .handover import FrameMeta, Handover, Slots, slot_count
+from .process import ViewerProcess, exit_reason
 from .stats import LiveStats
 from .tap import ProbeTap
 from .upload import check_update_path
-from .process import ViewerProcess, exit_reason
 from .viewer import ViewerSpec
 
 if TYPE_CHECKING:
@@ -221,7 +221,10 @@ class Live:
             info["update_path"], info["renderer"], info["gl_renderer"], "running",
         )  # fmt: skip
         why = info.get("why")
-        self.say(f"glnet: update path: {info['update_path']}" + (f" ({why})" if why else ""))
+        self.say(
+            f"glnet: viewer process {info['pid']} ({'headless' if self.headless else 'window'}); "
+            f"update path: {info['update_path']}" + (f" ({why})" if why else "")
+        )
 
     def __enter__(self) -> Live:
         return self.start()
@@ -292,6 +295,11 @@ class Live:
             self._first_forward = time.perf_counter()
 
     @property
+    def handover(self) -> Handover | None:
+        """The staging slots and their bookkeeping (``handover.slots.data[handover.last]``: the newest frame)."""
+        return self._handover
+
+    @property
     def viewer_alive(self) -> bool:
         """The viewer process is (as far as the last step saw) running."""
         return self._viewer_alive
@@ -356,7 +364,7 @@ class Live:
         if not s.viewer.startswith("failed"):
             s.viewer = state
         s.viewer_exitcode = exitcode
-        s.viewer_lost_at_step = s.steps
+        s.viewer_lost_at_step = s.steps + 1  # noticed at the start of the next step
         if self.finished:
             return
         if self.on_close == "stop":
@@ -416,7 +424,7 @@ class Live:
         meta.samples_per_s = self.samples_per_s()
         meta.t = time.perf_counter()
         self._viewer.send("frame", i, meta)
-        h.published += 1
+        h.commit(i)
         s.updates = h.published
 
     def step(
@@ -516,7 +524,6 @@ class Live:
         finally:
             if self.tap is not None:
                 self.tap.remove()
-            self._handover = None
 
 
 def live(model: nn.Module, probe: torch.Tensor, **options: Any) -> Live:

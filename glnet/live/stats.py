@@ -70,6 +70,7 @@ class LiveStats:
             "range_bytes_to_host": self.range_bytes_to_host,
             "nonfinite": self.nonfinite,
             "viewer": self.viewer,
+            "viewer_pid": self.viewer_pid,
             "viewer_exitcode": self.viewer_exitcode,
             "viewer_lost_at_step": self.viewer_lost_at_step,
             "gl_renderer": self.gl_renderer,
