@@ -22,7 +22,7 @@ from torch import nn
 
 from glnet.cli import main
 from glnet.errors import NonFiniteError, OutOfMemoryError
-from glnet.live import TrainConfig, fit_classifier, train
+from glnet.train import TrainConfig, fit_classifier, train
 from glnet.models import load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +95,7 @@ def test_closed_window_or_stop_request_ends_after_the_step_and_checkpoints(tmp_p
 
 def test_ctrl_c_writes_a_checkpoint_that_loads(tmp_path):
     ckpt, stats = tmp_path / "int.pt", tmp_path / "int.json"
+    shm_before = set(os.listdir("/dev/shm"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [
         sys.executable, "-m", "glnet", "train", "resnet18", "--steps", "2000", "--batch", "4",
@@ -116,11 +117,13 @@ def test_ctrl_c_writes_a_checkpoint_that_loads(tmp_path):
             proc.kill()
     text = "".join(lines) + rest
     assert proc.returncode == 130, text[-2000:]
-    assert "interrupted" in text and "checkpoint at step" in text
+    assert "interrupted" in text and "checkpoint at step" in text and "Traceback" not in text
     state = torch.load(ckpt, weights_only=True)
     assert state["step"] >= 10 and state["stopped"] == "interrupted"
     s = json.loads(stats.read_text())
     assert s["stopped"] == "interrupted" and s["steps"] == state["step"]
+    assert not Path(f"/proc/{s['viewer_pid']}").exists()  # Ctrl-C ended the viewer process too
+    assert set(os.listdir("/dev/shm")) == shm_before  # and left no shared memory behind
     from glnet.models import load_model
 
     model = load_model("resnet18", input_size=32).model
@@ -201,53 +204,84 @@ def test_fit_classifier_replaces_the_head():
 def test_bad_options_are_one_line_errors(capsys):
     assert main(["train", "resnet18", "--steps", "0", "--headless"]) == 2
     assert "--steps must be a positive integer" in capsys.readouterr().err
-    assert main(["train", "resnet18", "--device", "cuda:7", "--headless"]) == 2 or torch.cuda.is_available()
+    n = max(7, torch.cuda.device_count())  # a CUDA device that is not there, with or without a GPU
+    assert main(["train", "resnet18", "--device", f"cuda:{n}", "--headless"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cuda:{n}" in err[0] and "CUDA device(s)" in err[0]
+
+
+def test_killing_the_viewer_mid_run_leaves_training_running_and_the_checkpoint_written(tmp_path):
+    """SIGKILL to the viewer process in the middle of `glnet train --save`: training runs to its end."""
+    ckpt, stats = tmp_path / "k.pt", tmp_path / "k.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [
+        sys.executable, "-m", "glnet", "train", "resnet18", "--steps", "30", "--batch", "4",
+        "--image-size", "32", "--headless", "--size", "96x64", "--record", str(tmp_path / "frames"),
+        "--save", str(ckpt), "--stats-json", str(stats),
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    lines, viewer = [], None
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            if viewer is None and "viewer process" in line:
+                viewer = int(line.split("viewer process")[1].split()[0])
+            if viewer and "step 5/30" in line:
+                os.kill(viewer, signal.SIGKILL)
+                break
+        _, rest = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = "".join(lines) + rest
+    assert proc.returncode == 0, text[-2000:]
+    assert "viewer crashed (killed by SIGKILL); training goes on without it" in text
+    s = json.loads(stats.read_text())
+    assert s["steps"] == 30 and s["stopped"] == "completed" and s["viewer"] == "crashed (killed by SIGKILL)"
+    assert 5 < s["viewer_lost_at_step"] <= 30 and s["frames"] < 30
+    assert torch.load(ckpt, weights_only=True)["step"] == 30
 
 
 _WINDOW_SCRIPT = """
-import json, sys, time
+import json, sys
 sys.path.insert(0, {tests!r})
-from glnet.gpu.context import configure_platform
-configure_platform(headless=False)
-from vispy import app
-from glnet.live import TrainConfig, train
+from glnet.train import TrainConfig, train
 from test_train import small_net
+from window_keys import XKeys
 
+keys = XKeys("glnet - Sequential (training)")
 modes = []
-def press(viz, name, shift=False):
-    key = type("Key", (), {{"name": name}})()
-    mods = (type("Mod", (), {{"name": "Shift"}})(),) if shift else ()
-    viz._on_window_key(type("Event", (), {{"key": key, "modifiers": mods}})())
 
 def on_step(k, viz):
-    if k == 1:  # GUI work goes through timers on the GUI thread
-        a = viz.viewer.app
-        app.Timer(0.3, connect=lambda e: press(viz, "2"), iterations=1, app=a, start=True)
-        app.Timer(0.8, connect=lambda e: press(viz, "W", shift=True), iterations=1, app=a, start=True)
-        app.Timer(1.5, connect=lambda e: viz.viewer.canvas.close(), iterations=1, app=a, start=True)
     modes.append(viz.mode)
-    time.sleep(0.05)
+    keys.step(k, viz)
 
-r = train(TrainConfig(model=small_net(), steps=2000, batch=8, image_size=32, size=(320, 200),
-                      save={ckpt!r}, on_step=on_step))
-print(json.dumps({{"steps": r["steps"], "frames": r["frames"], "stopped": r["stopped"], "modes": modes}}))
+r = train(TrainConfig(model=small_net(), steps=4000, batch=8, image_size=32, size=(320, 200),
+                      save={ckpt!r}, on_close="stop", on_step=on_step))
+print(json.dumps({{"steps": r["steps"], "frames": r["frames"], "stopped": r["stopped"], "modes": modes,
+                   "viewer": r["viewer"], "sent": keys.sent}}))
 """
 
 
-@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run is not installed (apt-get xvfb)")
-def test_window_trains_switches_modes_and_closing_it_checkpoints(tmp_path):
-    """Under Xvfb: the window draws while training, 2 and Shift+W switch modes, closing it stops and saves."""
+@pytest.mark.skipif(
+    shutil.which("xvfb-run") is None or shutil.which("xdotool") is None,
+    reason="needs xvfb-run and xdotool (apt-get install xvfb xdotool)",
+)
+def test_window_trains_switches_modes_on_real_keys_and_closing_it_checkpoints(tmp_path):
+    """Under Xvfb: the viewer process's window draws while training; real X key presses (2, Shift+W) switch
+    what it shows, in the trainer; Esc closes the window, and with --on-close stop training stops and saves."""
     ckpt = tmp_path / "win.pt"
     env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY", "EGL_PLATFORM")}
     env["PYTHONPATH"] = str(ROOT)
     script = _WINDOW_SCRIPT.format(tests=str(ROOT / "tests"), ckpt=str(ckpt))
     r = subprocess.run(
         ["xvfb-run", "-a", "-s", "-screen 0 640x480x24", sys.executable, "-c", script],
-        capture_output=True, text=True, env=env, timeout=240,
+        capture_output=True, text=True, env=env, timeout=400,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout.strip().splitlines()[-1])
-    assert report["stopped"] == "window closed" and 0 < report["steps"] < 2000
-    assert report["frames"] >= 1
+    assert report["sent"] == ["2", "shift+w", "Escape"], report
+    assert report["stopped"] == "window closed" and 0 < report["steps"] < 4000
+    assert report["viewer"] == "closed (window closed)" and report["frames"] >= 1
     assert "gradients" in report["modes"] and report["modes"][-1] == "weights"
     assert torch.load(ckpt, weights_only=True)["step"] == report["steps"]
