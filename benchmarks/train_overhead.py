@@ -2,8 +2,8 @@
 at all, in alternating blocks of steps of one process, for ResNet-18 and ResNet-50.
 
 For each model: step time without the view and with it (the probe riding along in the batch, the hooks'
-copies, the hand-over to the renderer, and a render thread drawing frames concurrently unless
-``--render none``), the overhead in %, bytes copied per update and the update path used. Blocks alternate
+copies, the hand-over to the viewer process, which draws every frame it gets concurrently), the overhead
+in %, bytes copied per update and the update path used. Blocks alternate
 OFF/ON so slow drift (thermal, other processes) hits both; each block starts with warm-up steps that are not
 timed. Batches are made once and reused, so data loading is not measured.
 
@@ -11,8 +11,8 @@ timed. Batches are made once and reused, so data loading is not measured.
     python benchmarks/train_overhead.py --device cuda --image-size 224 --batch 64 --steps 30 --json r.json
 
 The goal on a GPU is an overhead of at most 5 % with every-step updates for ResNet-50. On a CPU-only machine
-with software GL the render thread competes with training for the same cores: ``--render none`` separates
-the trainer-side cost (probe + copies) from that competition.
+with software GL the viewer process competes with training for the same cores (it shares no GIL with
+the trainer any more); ``in_loop_glnet_ms`` is the trainer-side cost alone (probe + copies).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ configure_platform(headless=True)
 
 from glnet.data import make_dataset  # noqa: E402
 from glnet.live import Live  # noqa: E402
-from glnet.train import fit_classifier  # noqa: E402
 from glnet.models import load_model  # noqa: E402
+from glnet.train import fit_classifier  # noqa: E402
 
 SCHEMA_VERSION = 1
 
@@ -82,7 +82,7 @@ def run_model(name: str, args: argparse.Namespace, device: torch.device) -> dict
 
     live = Live(
         model, probe.to(device), target=int(label), headless=True, size=args.size,
-        render="thread" if args.render == "thread" else "caller", say=lambda m: None,
+        say=lambda m: None,
     )  # fmt: skip
     live.start()
     times: dict[str, list[float]] = {"off": [], "on": []}
@@ -114,7 +114,7 @@ def run_model(name: str, args: argparse.Namespace, device: torch.device) -> dict
         path, nbytes = stats.update_path, stats.bytes_per_update
         frames, dropped = stats.frames, stats.dropped
         neurons = live.trace.neurons if live.trace else 0
-        gl = live.ctx.info.renderer if live.ctx is not None else None
+        gl = stats.gl_renderer or None
     finally:
         live.close()
     off, on = statistics.median(times["off"]), statistics.median(times["on"])
@@ -124,7 +124,7 @@ def run_model(name: str, args: argparse.Namespace, device: torch.device) -> dict
         "batch": args.batch,
         "steps_per_block": args.steps,
         "blocks": args.blocks,
-        "render": args.render,
+        "viewer": "process",
         "neurons": neurons,
         "step_ms_off": round(off, 3),
         "step_ms_on": round(on, 3),
@@ -158,13 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=8, help="timed steps per block")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each block")
     p.add_argument("--blocks", type=int, default=6, help="alternating OFF/ON blocks (even)")
-    p.add_argument("--size", default="640x360", help="frame size of the render thread")
-    p.add_argument(
-        "--render",
-        choices=("thread", "none"),
-        default="thread",
-        help="thread: frames drawn concurrently (default); none: only the trainer-side cost",
-    )
+    p.add_argument("--size", default="640x360", help="frame size of the viewer")
     p.add_argument("--json", metavar="FILE", help="write the results here")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.lower().split("x"))

@@ -237,11 +237,3 @@ def render_tour(
                 fb.delete()
             if vis is not None:
                 vis.close()
-
-
-def __getattr__(name: str) -> Any:
-    if name == "Viewer":  # moved to glnet.window; kept importable from here until every caller has moved
-        from .window import Viewer
-
-        return Viewer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train MODEL (a classifier; its head is resized to the data's classes) with cross entropy"
         " while the cloud shows one fixed held-out probe sample every step: frame-to-frame change is "
         "learning. Window keys: 1/2/3 activations/gradients/weight change (also G and Shift+W; plain W "
-        "flies). The window (or the headless recorder) is a process of its own: closing it or its crash never "
-        "costs the run (--on-close). Ctrl-C ends training after the current step and writes --save.",
+        "flies). The window (or the headless recorder) is a process of its own: closing it or its crash "
+        "never costs the run (--on-close). Ctrl-C ends training after the current step and writes --save.",
     )
     t.add_argument("model", metavar="MODEL", help="torchvision model name or package.module:callable")
     t.add_argument(
@@ -231,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--on-close",
         choices=("continue", "stop"),
         default="continue",
-        help="when the window is closed or the viewer fails: continue training (default) or stop after the step",
+        help="when the window is closed or the viewer fails: continue training (default) or stop after "
+        "the step",
     )
     t.add_argument("--weights", metavar="FILE", help="state dict to start from (e.g. an earlier --save)")
     t.add_argument(

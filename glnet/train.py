@@ -2,8 +2,8 @@
 
 The loop runs on the calling (main) thread; the window or the headless recorder is a process of its own
 (:mod:`glnet.live`), so a closed window, a crashed driver or a slow frame never costs the run. Ctrl-C ends
-training after the current step; the checkpoint is written at the end, on interrupt, and when training stops on
-a non-finite loss (the weights from before that step).
+training after the current step; the checkpoint is written at the end, on interrupt, and when training stops
+on a non-finite loss (the weights from before that step).
 """
 
 from __future__ import annotations
@@ -341,7 +341,8 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
                     opt.step()
                 except torch.OutOfMemoryError as e:
                     raise OutOfMemoryError(
-                        f"out of memory training {name} on {device} with batch {cfg.batch} at {image_size}px: "
+                        f"out of memory training {name} on {device} with batch {cfg.batch} "
+                        f"at {image_size}px: "
                         f"try --batch {max(1, cfg.batch // 2)}"
                     ) from e
                 viz.step(loss=lv, acc=av, samples=len(y))

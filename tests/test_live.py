@@ -1,5 +1,5 @@
 """Live training, in this process: the probe tap, display ranges, the hand-over's bookkeeping, and the viewer
-side's upload paths into GL (host uploads for real on Mesa, CUDA-GL interop with fakes and, on a GPU, for real).
+side's upload paths into GL (host uploads on Mesa, CUDA-GL interop with fakes and, on a GPU, for real).
 
 The viewer process itself (spawned, killed, closed) is tested in test_viewer_process.py. Tiny models, 16x16.
 """

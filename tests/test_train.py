@@ -22,8 +22,8 @@ from torch import nn
 
 from glnet.cli import main
 from glnet.errors import NonFiniteError, OutOfMemoryError
-from glnet.train import TrainConfig, fit_classifier, train
 from glnet.models import load_weights
+from glnet.train import TrainConfig, fit_classifier, train
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.gl
@@ -269,7 +269,7 @@ print(json.dumps({{"steps": r["steps"], "frames": r["frames"], "stopped": r["sto
 )
 def test_window_trains_switches_modes_on_real_keys_and_closing_it_checkpoints(tmp_path):
     """Under Xvfb: the viewer process's window draws while training; real X key presses (2, Shift+W) switch
-    what it shows, in the trainer; Esc closes the window, and with --on-close stop training stops and saves."""
+    what it shows, in the trainer; Esc closes the window, and with on_close="stop" training stops, saves."""
     ckpt = tmp_path / "win.pt"
     env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY", "EGL_PLATFORM")}
     env["PYTHONPATH"] = str(ROOT)

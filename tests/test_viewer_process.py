@@ -156,7 +156,6 @@ def test_no_shared_memory_or_process_outlives_the_session(tiny_net, tmp_path):
 def test_nan_loss_stops_naming_the_first_layer(tiny_net):
     model = tiny_net.train()
     x, y, probe = _batch()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
     with pytest.raises(NonFiniteError) as info:
         with Live(model, probe, headless=True, size=(64, 48)) as viz:
             viz.step(loss=F.cross_entropy(model(x), y).item())

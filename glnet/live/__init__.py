@@ -44,7 +44,7 @@ Example (your own training loop)::
             viz.step(loss=loss.item(), acc=(out.argmax(1) == y).float().mean().item())
             if step == 200 or viz.should_stop:
                 break
-    print(viz.stats.summary())                           # steps, frames, losses, update path, viewer, overhead
+    print(viz.stats.summary())                           # steps, frames, losses, viewer, overhead
 
 ``viz.mode = "gradients"`` (or ``"weights"``) switches what the cloud shows from code; a non-finite loss
 raises :class:`glnet.errors.NonFiniteError` naming the first layer holding NaN/Inf (``keep_going=True``

@@ -3,9 +3,10 @@ bookkeeping of which slot is whose.
 
 On CPU the slots are one shared-memory tensor (``Tensor.share_memory_()``); on CUDA they are one device tensor
 shared through CUDA IPC, with one interprocess ``torch.cuda.Event`` a slot that the trainer records after its
-copy and the viewer's stream waits on (on the GPU: neither side blocks). The trainer owns the slots for the whole
-session, as torch's notes on sharing CUDA tensors require. A slot goes trainer -> (message "frame") -> viewer ->
-(message "released") -> trainer; the trainer never waits for one: with none free, the frame is dropped.
+copy and the viewer's stream waits on (on the GPU: neither side blocks). The trainer owns the slots for the
+whole session, as torch's notes on sharing CUDA tensors require. A slot goes trainer -> (message "frame") ->
+viewer -> (message "released") -> trainer; the trainer never waits for one: with none free, the frame is
+dropped.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Per-frame numbers the viewer computes on the frame's own device: display ranges and channel means.
 
-Only the (L, 3) range table comes back to the host; channel means stay on the device and go into GL from there.
+Only the (L, 3) range table comes back to the host; channel means stay on the device and go to GL from there.
 """
 
 from __future__ import annotations

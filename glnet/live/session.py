@@ -296,7 +296,7 @@ class Live:
 
     @property
     def handover(self) -> Handover | None:
-        """The staging slots and their bookkeeping (``handover.slots.data[handover.last]``: the newest frame)."""
+        """The staging slots and their bookkeeping (``slots.data[last]`` holds the newest frame)."""
         return self._handover
 
     @property
@@ -401,7 +401,7 @@ class Live:
         return self._wflat
 
     def _send_panels(self, now: float) -> None:
-        """Current weights for the viewer's panels, at most once a second in weights mode (else every 10 s)."""
+        """Current weights for the viewer's panels: once a second in weights mode, else every 10 s."""
         interval = PANEL_SECONDS.get(self._mode, 10.0)
         if not self._weights or (self._mode == self._panels_mode and now - self._panels_at < interval):
             return
@@ -514,7 +514,7 @@ class Live:
                 s.viewer_exitcode = v.exitcode
 
     def close(self) -> None:
-        """Let the viewer draw what is queued and close its video, end it, and remove every hook; idempotent."""
+        """Let the viewer draw what is queued and close its video, end it, remove every hook; idempotent."""
         if self._closed or not self._started:
             return
         self._closed = True

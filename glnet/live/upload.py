@@ -4,8 +4,8 @@
   side, into the values buffer (``host upload (persistent-mapped staging)``); where mapping fails, straight
   from the slot with ``glNamedBufferSubData`` (``host upload (buffer sub-data)``).
 * CUDA slots (CUDA IPC): device to device through CUDA-OpenGL interop on a stream of the viewer's that waits
-  for the trainer's copy event (``cuda-gl interop``): no activation byte goes through the host. Without interop,
-  through pinned host memory (``host upload (pinned staging)``, counted in ``bytes_device_to_host``).
+  for the trainer's copy event (``cuda-gl interop``): no activation byte goes through the host. Without
+  interop, through pinned host memory (``host upload (pinned staging)``, counted in ``bytes_device_to_host``).
 
 Display ranges and channel means are computed on the slot's device; only the range table comes to the host.
 """
@@ -42,7 +42,7 @@ UPDATE_PATHS = ("auto", "interop", "mapped", "host")
 
 
 class Upload:
-    """Moves slot ``i``'s frame into the cloud (values, channel means, ranges); knows when the slot is free."""
+    """Moves slot ``i``'s frame into the cloud (values, channel means, ranges); knows when it is free."""
 
     name = ""
 

@@ -1,5 +1,5 @@
 """What the viewer process draws while a model trains: the trace's scene, each frame that arrives in a slot,
-the weight panels, the HUD and the loss/accuracy curves. GL on the calling thread; usable in-process (tests)."""
+the weight panels, the HUD and the loss/accuracy curves. GL on the calling thread; usable in-process."""
 
 from __future__ import annotations
 

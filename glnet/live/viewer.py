@@ -1,16 +1,17 @@
 """The viewer process: a window (or the headless recorder) fed by a training process.
 
-Started by :class:`glnet.live.Live` with ``torch.multiprocessing`` (spawn), it owns its main thread (GLFW needs
-it) and its GL context; the trainer holds none. Messages, both ways over two queues:
+Started by :class:`glnet.live.Live` with ``torch.multiprocessing`` (spawn), it owns its main thread (GLFW
+needs it) and its GL context; the trainer holds none. Messages, both ways over two queues:
 
 * trainer -> viewer: ``("frame", slot, FrameMeta)``, ``("weights", mode, {layer: tensor})``,
   ``("finish", reason)`` (draw what is queued, then end; a window with ``hold`` stays until closed),
   ``("close",)`` (end now).
 * viewer -> trainer: ``("ready", info)``, ``("error", kind, message)``, ``("released", [slots], counters)``,
-  ``("mode", mode)`` (a key in the window), ``("closed", reason)`` (the window was closed), ``("done", counters)``.
+  ``("mode", mode)`` (a key in the window), ``("closed", reason)`` (the window was closed),
+  ``("done", counters)``.
 
-The viewer ignores Ctrl-C (the trainer handles it and then ends the viewer) and ends by itself when the trainer
-process is gone, so it never outlives it.
+The viewer ignores Ctrl-C (the trainer handles it and then ends the viewer) and ends by itself when the
+trainer process is gone, so it never outlives it.
 """
 
 from __future__ import annotations
