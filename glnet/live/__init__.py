@@ -51,11 +51,19 @@ raises :class:`glnet.errors.NonFiniteError` naming the first layer holding NaN/I
 shows it and goes on). From the command line: ``glnet train resnet18 --data synthetic --steps 60``.
 """
 
-from .handover import FrameMeta, Handover, Slots
+from .handover import (
+    PATH_INTEROP,
+    PATH_MAPPED,
+    PATH_PINNED,
+    PATH_SUBDATA,
+    UPDATE_PATHS,
+    FrameMeta,
+    Handover,
+    Slots,
+)
 from .session import MODES, Live, live
 from .stats import OVERHEAD_DEFINITION, LiveStats
 from .tap import ProbeTap
-from .upload import PATH_INTEROP, PATH_MAPPED, PATH_PINNED, PATH_SUBDATA, UPDATE_PATHS
 
 __all__ = [
     "MODES",

@@ -18,11 +18,29 @@ from typing import Any
 
 import torch
 
+from ..errors import CudaInteropUnavailable, InputError
 from ..gpu.cloud import BYTES_PER_NEURON
 
-__all__ = ["POLICIES", "FrameMeta", "Handover", "Slots", "slot_count"]
+__all__ = [
+    "PATH_INTEROP",
+    "PATH_MAPPED",
+    "PATH_PINNED",
+    "PATH_SUBDATA",
+    "POLICIES",
+    "UPDATE_PATHS",
+    "FrameMeta",
+    "Handover",
+    "Slots",
+    "check_update_path",
+    "slot_count",
+]
 
 POLICIES = ("latest", "queue")
+PATH_INTEROP = "cuda-gl interop"
+PATH_MAPPED = "host upload (persistent-mapped staging)"
+PATH_PINNED = "host upload (pinned staging)"
+PATH_SUBDATA = "host upload (buffer sub-data)"
+UPDATE_PATHS = ("auto", "interop", "mapped", "host")  # what update_path= may ask for; the viewer chooses
 _SHM = "/dev/shm"
 
 
@@ -39,6 +57,14 @@ class FrameMeta:
     samples_per_s: float | None = None
     losses: list[float] = field(default_factory=list)  # every loss since the previous message, for curves
     accs: list[float] = field(default_factory=list)
+
+
+def check_update_path(prefer: str, device: torch.device) -> None:
+    """Refuse an update path that cannot work with the model on ``device`` (trainer side, before any GL)."""
+    if prefer not in UPDATE_PATHS:
+        raise InputError(f"update path must be {', '.join(UPDATE_PATHS)}, not {prefer!r}")
+    if prefer == "interop" and device.type != "cuda":
+        raise CudaInteropUnavailable("cuda-gl interop needs the model on a CUDA device")
 
 
 def _shm_free_bytes() -> int | None:

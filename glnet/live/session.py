@@ -17,11 +17,10 @@ from torch import nn
 
 from ..capture import Trace, capture, model_device
 from ..errors import InputError, NonFiniteError
-from .handover import FrameMeta, Handover, Slots, slot_count
+from .handover import FrameMeta, Handover, Slots, check_update_path, slot_count
 from .process import ViewerProcess, exit_reason
 from .stats import LiveStats
 from .tap import ProbeTap
-from .upload import check_update_path
 from .viewer import ViewerSpec
 
 if TYPE_CHECKING:

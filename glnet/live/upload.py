@@ -19,9 +19,17 @@ import numpy as np
 import torch
 
 from ..colormap import ValueRange
-from ..errors import CudaInteropUnavailable, InputError, MappingError, OutOfMemoryError
+from ..errors import CudaInteropUnavailable, MappingError, OutOfMemoryError
 from ..gpu.cloud import BYTES_PER_NEURON, NeuronCloud
-from .handover import Slots
+from .handover import (
+    PATH_INTEROP,
+    PATH_MAPPED,
+    PATH_PINNED,
+    PATH_SUBDATA,
+    UPDATE_PATHS,
+    Slots,
+    check_update_path,
+)
 from .ranges import ChannelMeans, RangeTable, copy_plan
 
 __all__ = [
@@ -31,14 +39,9 @@ __all__ = [
     "PATH_SUBDATA",
     "UPDATE_PATHS",
     "Upload",
+    "check_update_path",
     "choose_upload",
 ]
-
-PATH_INTEROP = "cuda-gl interop"
-PATH_MAPPED = "host upload (persistent-mapped staging)"
-PATH_PINNED = "host upload (pinned staging)"
-PATH_SUBDATA = "host upload (buffer sub-data)"
-UPDATE_PATHS = ("auto", "interop", "mapped", "host")
 
 
 class Upload:
@@ -229,14 +232,6 @@ class InteropUpload(Upload):
         for buf in (getattr(self, "_values_gl", None), getattr(self, "_agg_gl", None)):
             if buf is not None and not buf.closed:
                 buf.close()
-
-
-def check_update_path(prefer: str, device: torch.device) -> None:
-    """Refuse an update path that cannot work with the model on ``device`` (trainer side, before any GL)."""
-    if prefer not in UPDATE_PATHS:
-        raise InputError(f"update path must be {', '.join(UPDATE_PATHS)}, not {prefer!r}")
-    if prefer == "interop" and device.type != "cuda":
-        raise CudaInteropUnavailable("cuda-gl interop needs the model on a CUDA device")
 
 
 def choose_upload(
