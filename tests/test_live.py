@@ -231,6 +231,35 @@ def test_a_failed_persistent_mapping_falls_back_to_sub_data(gl, tiny_net, monkey
 
 
 @pytest.mark.gl
+def test_panel_weights_reach_the_weight_textures(gl, tiny_net):
+    """The trainer writes the shared panel buffer; the viewer's panels show the weights, or in weights mode
+    their change since the start."""
+    from glnet.live.handover import PanelWeights
+
+    _, _, probe = _batch()
+    tap, slots, trace = _tap_and_slots(tiny_net, probe)
+    vis = Visualization(gl, trace)
+    view = LiveView(vis, slots, tap.offsets, [r.neurons for r in trace.layers])
+    try:
+        k = next(i for i, r in enumerate(trace.layers) if r.name == "conv2")
+        assert k in vis.cloud.weights
+        panels = PanelWeights({k: tiny_net.conv2.weight}, torch.device("cpu"))
+        assert panels.data.is_shared()
+        w0 = tiny_net.conv2.weight.detach().clone()
+        with torch.no_grad():
+            tiny_net.conv2.weight.mul_(2.0)
+        panels.write({k: tiny_net.conv2.weight})
+        for mode, want in (("activations", 2 * w0), ("weights", w0)):  # 2 w0 - w0
+            view.set_weights(mode, panels.read())
+            tiled, atlas, _ = vis.cloud.weights[k]
+            np.testing.assert_allclose(atlas.unpack(tiled.read()), want.numpy(), rtol=1e-6, atol=1e-7)
+    finally:
+        view.close()
+        vis.close()
+        tap.remove()
+
+
+@pytest.mark.gl
 def test_nonfinite_note_reaches_the_hud(gl, tiny_net):
     _, _, probe = _batch()
     tap, slots, trace = _tap_and_slots(tiny_net, probe)

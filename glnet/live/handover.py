@@ -30,6 +30,7 @@ __all__ = [
     "UPDATE_PATHS",
     "FrameMeta",
     "Handover",
+    "PanelWeights",
     "Slots",
     "check_update_path",
     "slot_count",
@@ -111,6 +112,40 @@ class Slots:
             self.events[i].record(torch.cuda.current_stream(self.device))
         else:
             self.data[i].copy_(src)
+
+
+class PanelWeights:
+    """The weights of the layers drawn as panels, in one buffer both processes see (shared memory, or CUDA IPC
+    with an interprocess event): the trainer refreshes it now and then, the viewer reads it on a message."""
+
+    def __init__(self, weights: dict[int, torch.Tensor], device: torch.device) -> None:
+        self.device = torch.device(device)
+        self.plan: list[tuple[int, tuple[int, ...], int, int]] = []
+        off = 0
+        for i, w in weights.items():
+            self.plan.append((i, tuple(w.shape), off, w.numel()))
+            off += w.numel()
+        if self.device.type == "cuda":
+            self.data = torch.zeros(off, dtype=torch.float32, device=self.device)
+            with torch.cuda.device(self.device):
+                self.event: Any = torch.cuda.Event(interprocess=True)
+        else:
+            self.data = torch.zeros(off, dtype=torch.float32).share_memory_()
+            self.event = None
+
+    def write(self, weights: dict[int, torch.Tensor]) -> None:
+        """Copy the current weights in (trainer side; on CUDA asynchronous, then the event)."""
+        with torch.no_grad():
+            for i, _shape, off, n in self.plan:
+                self.data[off : off + n].copy_(weights[i].detach().reshape(-1), non_blocking=True)
+        if self.event is not None:
+            self.event.record(torch.cuda.current_stream(self.device))
+
+    def read(self) -> dict[int, torch.Tensor]:
+        """Each layer's weights as a view of the buffer (viewer side, after the trainer's copy has landed)."""
+        if self.event is not None:
+            self.event.synchronize()
+        return {i: self.data[off : off + n].view(shape) for i, shape, off, n in self.plan}
 
 
 class Handover:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..capture import Trace, capture, model_device
 from ..errors import InputError, NonFiniteError
-from .handover import FrameMeta, Handover, Slots, check_update_path, slot_count
+from .handover import FrameMeta, Handover, PanelWeights, Slots, check_update_path, slot_count
 from .process import ViewerProcess, exit_reason
 from .stats import LiveStats
 from .tap import ProbeTap
@@ -133,6 +133,7 @@ class Live:
         self._stop = False
         self._handover: Handover | None = None
         self._viewer: ViewerProcess | None = None
+        self._panels: PanelWeights | None = None
         self._viewer_alive = False
         self._weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._wflat: torch.Tensor | None = None
@@ -179,6 +180,8 @@ class Live:
             w = r.weight
             if isinstance(w, torch.Tensor) and w.dim() >= 1 and w.shape[0] == r.grid[0]:
                 self._weights[i] = (w, w.detach().clone())
+        if self._weights:
+            self._panels = PanelWeights({i: w for i, (w, _) in self._weights.items()}, device)
         slots = Slots(slot_count(self.policy, tap.nbytes, self.queue_mb, device), tap.flat.numel(), device)
         self._handover = Handover(slots, self.policy)
         self.stats.bytes_per_update = tap.nbytes
@@ -210,6 +213,7 @@ class Live:
             title=self.title,
             total_steps=self.total_steps,
             hold=self.hold,
+            panels=self._panels,
         )
         self._viewer = ViewerProcess(spec, slots)
         self._viewer_alive = True
@@ -405,9 +409,9 @@ class Live:
         if not self._weights or (self._mode == self._panels_mode and now - self._panels_at < interval):
             return
         self._panels_at, self._panels_mode = now, self._mode
-        with torch.no_grad():
-            weights = {i: w.detach().clone() for i, (w, _) in self._weights.items()}
-        self._viewer.send("weights", self._mode, weights)
+        if self._panels is not None:
+            self._panels.write({i: w for i, (w, _) in self._weights.items()})
+            self._viewer.send("weights", self._mode)
 
     def _hand_over(self, src: torch.Tensor, meta: FrameMeta) -> None:
         h = self._handover

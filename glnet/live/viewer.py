@@ -3,7 +3,7 @@
 Started by :class:`glnet.live.Live` with ``torch.multiprocessing`` (spawn), it owns its main thread (GLFW
 needs it) and its GL context; the trainer holds none. Messages, both ways over two queues:
 
-* trainer -> viewer: ``("frame", slot, FrameMeta)``, ``("weights", mode, {layer: tensor})``,
+* trainer -> viewer: ``("frame", slot, FrameMeta)``, ``("weights", mode)`` (the panel weights were refreshed),
   ``("finish", reason)`` (draw what is queued, then end; a window with ``hold`` stays until closed),
   ``("close",)`` (end now).
 * viewer -> trainer: ``("ready", info)``, ``("error", kind, message)``, ``("released", [slots], counters)``,
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..capture import Trace
-from .handover import FrameMeta, Slots
+from .handover import FrameMeta, PanelWeights, Slots
 
 __all__ = ["MODE_KEYS", "ViewerSpec", "mode_for_key", "run_viewer"]
 
@@ -54,6 +54,8 @@ class ViewerSpec:
     title: str = ""
     total_steps: int | None = None
     hold: bool = True
+    panels: PanelWeights | None = None  # the weights of the panel layers, refreshed by the trainer
+    nice: int = 10  # the viewer's scheduling niceness, above the trainer's
 
 
 def mode_for_key(key: str, shift: bool, current: str) -> str | None:
@@ -120,9 +122,8 @@ class _Loop:
                     while len(self.pending) > 1:
                         released.append(self.pending.popleft()[0])
                         self.superseded += 1
-            elif kind == "weights":
-                _, mode, weights = msg
-                self.view.set_weights(mode, weights)
+            elif kind == "weights" and self.spec.panels is not None:
+                self.view.set_weights(msg[1], self.spec.panels.read())
             elif kind == "finish":
                 self.finishing = True
                 self.view.finished = True
@@ -250,6 +251,11 @@ def run_viewer(spec: ViewerSpec, slots: Slots, inbox: Any, outbox: Any) -> None:
     """The viewer process's main function (spawned by :class:`glnet.live.Live`)."""
     _die_with_parent()
     torch.set_num_threads(1)  # its tensor work is small; the cores are the trainer's
+    if spec.nice:
+        try:
+            os.nice(spec.nice)  # where they compete for cores (software GL), the trainer goes first
+        except OSError:
+            pass
     from ..errors import GlnetError
     from ..gpu.context import configure_platform
 
