@@ -304,6 +304,7 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
     progress_every = max(1, min(10, cfg.steps // 6 or 1))
     error: BaseException | None = None
     checkpoint = None
+    trained = False  # the loop is over: a Ctrl-C now only closes the held window
     try:
         with _CtrlC(state, say):
             viz.start()
@@ -357,13 +358,15 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
                     )
             if state.interrupts:
                 state.stopped = "interrupted"
-            if not viz.headless and viz.viewer_alive and state.stopped == "completed" and viz.hold:
-                say("glnet: training finished; fly on, close the window to exit")
-            viz.request_stop(state.stopped if state.stopped != "completed" else "")
-            viz.close()  # draws what is queued; a held window stays until it is closed
+        trained = True
+        if not viz.headless and viz.viewer_alive and state.stopped == "completed" and viz.hold:
+            say("glnet: training finished; fly on, close the window (or Ctrl-C) to exit")
+        viz.request_stop(state.stopped if state.stopped != "completed" else "")
+        viz.close()  # draws what is queued; a held window stays until it is closed (Ctrl-C: at once)
     except KeyboardInterrupt:
-        state.stopped = "interrupted"
-        state.interrupts = max(1, state.interrupts)
+        if not trained:
+            state.stopped = "interrupted"
+            state.interrupts = max(1, state.interrupts)
     except BaseException as e:
         error = e
         if isinstance(e, NonFiniteError):
@@ -376,7 +379,8 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
         try:
             viz.close()
         except KeyboardInterrupt:
-            state.stopped = "interrupted"
+            if not trained:
+                state.stopped = "interrupted"
         finally:
             if cfg.save and state.step > 0:
                 checkpoint = save_checkpoint(

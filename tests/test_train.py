@@ -26,6 +26,9 @@ from glnet.models import load_weights
 from glnet.train import TrainConfig, fit_classifier, train
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+from procs import run_group  # noqa: E402
+
 pytestmark = pytest.mark.gl
 
 
@@ -274,10 +277,9 @@ def test_window_trains_switches_modes_on_real_keys_and_closing_it_checkpoints(tm
     env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY", "EGL_PLATFORM")}
     env["PYTHONPATH"] = str(ROOT)
     script = _WINDOW_SCRIPT.format(tests=str(ROOT / "tests"), ckpt=str(ckpt))
-    r = subprocess.run(
-        ["xvfb-run", "-a", "-s", "-screen 0 640x480x24", sys.executable, "-c", script],
-        capture_output=True, text=True, env=env, timeout=400,
-    )  # fmt: skip
+    r = run_group(
+        ["xvfb-run", "-a", "-s", "-screen 0 640x480x24", sys.executable, "-c", script], env=env, timeout=400
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert report["sent"] == ["2", "shift+w", "Escape"], report

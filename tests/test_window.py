@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from procs import run_group
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREEN = (640, 480)
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 def report() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY")}
     env["PYTHONPATH"] = str(ROOT)
-    r = subprocess.run(
+    r = run_group(
         [
             "xvfb-run",
             "-a",
@@ -33,8 +35,6 @@ def report() -> dict:
             sys.executable,
             str(ROOT / "tests" / "window_script.py"),
         ],
-        capture_output=True,
-        text=True,
         env=env,
         timeout=420,
     )

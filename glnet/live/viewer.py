@@ -87,6 +87,7 @@ class _Loop:
         self.superseded = 0
         self.finishing = False
         self.closing = False
+        self.redraw = False  # something the HUD shows changed without a new frame
         self.view: Any = None
         self.writer: Any = None
         self.parent = multiprocessing.parent_process()
@@ -126,6 +127,7 @@ class _Loop:
                 self.view.set_weights(msg[1], self.spec.panels.read())
             elif kind == "finish":
                 self.finishing = True
+                self.redraw = True
                 self.view.finished = True
                 self.view.stopping = msg[1] if len(msg) > 1 else ""
             elif kind == "close":
@@ -210,12 +212,11 @@ def _window(loop: _Loop) -> None:
 
     def on_tick(_dt: float) -> None:
         loop.receive(0.0)
-        if loop.pending:
+        if loop.pending or loop.redraw:
+            loop.redraw = False
             v.request_draw()
         if loop.closing or (loop.finishing and not spec.hold and not loop.pending):
             v.close()
-        elif loop.finishing:
-            v.request_draw()
 
     def draw(target: Any) -> None:
         drawn = loop.present_next()
