@@ -376,18 +376,17 @@ def _cmd_view(args: argparse.Namespace) -> int:
         from .app import render_tour
         from .gpu.context import GLContext
 
-        ctx = GLContext.offscreen()  # fail fast when there is no GL
-        prep = _prepare(args)
+        with GLContext.offscreen() as ctx:  # fail fast when there is no GL
+            prep = _prepare(args)
 
-        out = args.out or f"glnet-{Path(prep.spec.name).name}.mp4"
-        why = "--headless" if args.headless else "no display"
-        _say(f"glnet: {why}: rendering a {args.seconds:g} s fly-through to {out}")
+            out = args.out or f"glnet-{Path(prep.spec.name).name}.mp4"
+            why = "--headless" if args.headless else "no display"
+            _say(f"glnet: {why}: rendering a {args.seconds:g} s fly-through to {out}")
 
-        def progress(k: int, n: int) -> None:
-            if k == n or k % max(1, n // 10) == 0:
-                _say(f"glnet:   frame {k}/{n}")
+            def progress(k: int, n: int) -> None:
+                if k == n or k % max(1, n // 10) == 0:
+                    _say(f"glnet:   frame {k}/{n}")
 
-        try:
             info = render_tour(
                 prep.trace,
                 out,
@@ -400,8 +399,6 @@ def _cmd_view(args: argparse.Namespace) -> int:
                 lod=args.lod,
                 max_neurons=_neuron_budget(args, prep.trace, ctx),
             )
-        finally:
-            ctx.close()
         _say(
             f"glnet: wrote {info['path']} ({info['frames']} frames, "
             f"{info['renderer']} on {info['gl_renderer']}, median frame {info['frame_ms']:.1f} ms)"

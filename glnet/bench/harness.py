@@ -287,7 +287,7 @@ def run_bench(
     would not fit in host memory. ``images``: a folder to save each case's last frame in (PNG), to compare
     renderers by eye. ``ctx``: an existing GL context (else one is made and closed).
     """
-    from ..gpu.context import GLContext, configure_platform
+    from ..gpu.context import configure_platform, context_or_new
     from ..inputs import check_side
 
     if points is None and model is None:
@@ -311,10 +311,7 @@ def run_bench(
         progress or (lambda _msg: None),
     )
     configure_platform(headless=True)
-    own = ctx is None
-    ctx = ctx or GLContext.offscreen()
-    try:
-        ctx.make_current()
+    with context_or_new(ctx) as ctx:
         machine = machine_info(ctx.info)
         load = machine["load_average"]
         if load and load[0] > 0.5 * machine["cpu_cores"]:
@@ -341,9 +338,6 @@ def run_bench(
             del work
             gc.collect()
         return result
-    finally:
-        if own:
-            ctx.close()
 
 
 def _run_workload(

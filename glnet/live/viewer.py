@@ -88,6 +88,7 @@ class _Loop:
         self.finishing = False
         self.closing = False
         self.redraw = False  # something the HUD shows changed without a new frame
+        self.panels_due: str | None = None  # the trainer refreshed the panel weights (for this mode)
         self.view: Any = None
         self.writer: Any = None
         self.parent = multiprocessing.parent_process()
@@ -124,7 +125,7 @@ class _Loop:
                         released.append(self.pending.popleft()[0])
                         self.superseded += 1
             elif kind == "weights" and self.spec.panels is not None:
-                self.view.set_weights(msg[1], self.spec.panels.read())
+                self.panels_due = msg[1]  # applied when no frame is waiting: frames come first
             elif kind == "finish":
                 self.finishing = True
                 self.redraw = True
@@ -137,6 +138,14 @@ class _Loop:
             self.tell("released", released, self.counters())
         if self.trainer_gone():
             self.closing = True
+
+    def refresh_panels(self) -> bool:
+        """Upload the refreshed panel weights, if the trainer sent some; True if it did."""
+        if self.panels_due is None or self.spec.panels is None:
+            return False
+        self.view.set_weights(self.panels_due, self.spec.panels.read())
+        self.panels_due = None
+        return True
 
     def present_next(self) -> bool:
         """Move the oldest waiting frame into the cloud; False if none was waiting."""
@@ -182,6 +191,8 @@ def _headless(loop: _Loop) -> None:
                     loop.view.draw(camera, fb)
                     if loop.writer is not None:
                         loop.writer.write(fb.read_rgba())
+                elif loop.refresh_panels():
+                    continue
                 elif loop.finishing:
                     break
         finally:
@@ -212,6 +223,8 @@ def _window(loop: _Loop) -> None:
 
     def on_tick(_dt: float) -> None:
         loop.receive(0.0)
+        if not loop.pending and loop.refresh_panels():
+            loop.redraw = True
         if loop.pending or loop.redraw:
             loop.redraw = False
             v.request_draw()
