@@ -211,13 +211,12 @@ def _window(loop: _Loop) -> None:
         v.vis, loop.slots, spec.offsets, spec.counts, update_path=spec.update_path,
         title=spec.title, total_steps=spec.total_steps,
     )  # fmt: skip
-    mode = ["activations"]
 
     def on_key(name: str, pressed: bool, modifiers: frozenset[str]) -> bool:
-        m = mode_for_key(name, "shift" in modifiers, mode[0]) if pressed else None
+        current = view.newest.mode if view.newest else "activations"  # the trainer's, as last handed over
+        m = mode_for_key(name, "shift" in modifiers, current) if pressed else None
         if m is None:
-            return pressed and name == "w" and "shift" in modifiers
-        mode[0] = m
+            return False
         loop.tell("mode", m)
         return True
 
