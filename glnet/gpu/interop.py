@@ -9,16 +9,11 @@ It uses NVIDIA's ``cuda-bindings`` package (``pip install glnet[cuda]``): ``cuda
 in current releases, ``cuda.cudart`` in older ``cuda-python`` ones. Every import of CUDA, torch and
 OpenGL happens inside functions, so this module imports on machines without any of them.
 
-Rules of use, from the CUDA runtime's OpenGL interoperability chapter:
-
-* the GL context that owns the object must be current on the calling thread for every call here
-  (construction, :meth:`~CudaGLBuffer.mapped`, ``write``, :meth:`~CudaGLBuffer.close`);
-* GL must not touch the object while CUDA has it mapped (inside :meth:`CudaGLBuffer.mapped`);
-* only an NVIDIA OpenGL context on the GPU that holds the tensors can register objects
-  (Mesa/llvmpipe cannot): such failures raise :class:`~glnet.errors.CudaInteropUnavailable` and
-  callers fall back to host uploads.
-
-The objects are not thread-safe; use each from the thread that owns its GL context.
+Rules of use (the CUDA runtime's OpenGL interoperability chapter): the GL context that owns the object is
+current on the calling thread for every call here, and these objects are used from that thread only; GL does
+not touch the object while CUDA has it mapped (inside :meth:`CudaGLBuffer.mapped`); only an NVIDIA OpenGL
+context on the GPU that holds the tensors can register objects (not Mesa), else
+:class:`~glnet.errors.CudaInteropUnavailable` is raised and callers fall back to host uploads.
 """
 
 from __future__ import annotations
@@ -57,9 +52,7 @@ _INSTALL_HINT = "pip install glnet[cuda]"
 _DRIVER_ERRORS = frozenset({None, "cudaErrorInsufficientDriver", "cudaErrorNoDevice"})
 
 
-# --------------------------------------------------------------------------------------------
-# Seams: the three things this module reaches outside itself for. Tests replace them.
-# --------------------------------------------------------------------------------------------
+# -- Seams: the three things this module reaches outside itself for. Tests replace them.
 
 
 @functools.cache
@@ -121,9 +114,7 @@ def _nvidia_gl_library() -> str | None:
     return None
 
 
-# --------------------------------------------------------------------------------------------
-# Counters
-# --------------------------------------------------------------------------------------------
+# -- Counters
 
 
 class InteropStats:
@@ -161,9 +152,7 @@ class InteropStats:
 STATS = InteropStats()
 
 
-# --------------------------------------------------------------------------------------------
-# Error handling
-# --------------------------------------------------------------------------------------------
+# -- Error handling
 
 
 def _error_name(rt: Any, err: Any) -> str:
@@ -222,9 +211,7 @@ def _gl_hint() -> str:
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Status
-# --------------------------------------------------------------------------------------------
+# -- Status
 
 
 def interop_status() -> tuple[bool, str]:
@@ -273,9 +260,7 @@ def interop_status() -> tuple[bool, str]:
     return True, "cuda-gl interop"
 
 
-# --------------------------------------------------------------------------------------------
-# Shared helpers
-# --------------------------------------------------------------------------------------------
+# -- Shared helpers
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -424,9 +409,7 @@ class _Registered:
             _call(rt, self._what, "cudaGraphicsUnmapResources", 1, res, handle)
 
 
-# --------------------------------------------------------------------------------------------
-# Buffers
-# --------------------------------------------------------------------------------------------
+# -- Buffers
 
 
 class CudaGLBuffer(_Registered):
@@ -527,9 +510,7 @@ class CudaGLBuffer(_Registered):
                 self._keep_alive(tensor, torch_stream, stream is not None)
 
 
-# --------------------------------------------------------------------------------------------
-# Textures
-# --------------------------------------------------------------------------------------------
+# -- Textures
 
 
 class CudaGLTexture(_Registered):
