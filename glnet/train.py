@@ -12,7 +12,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,13 +25,10 @@ from torch import nn
 from .capture import first_tensor
 from .errors import InputError, ModelError, NonFiniteError, OutOfMemoryError
 from .live import MODES, Live
+from .live.session import say_stderr
 from .pipeline import check_device
 
 __all__ = ["TrainConfig", "find_nonfinite", "fit_classifier", "save_checkpoint", "train"]
-
-
-def _say_stderr(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -222,7 +218,7 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
     from .data import make_dataset, make_loader
     from .gpu.context import has_display
 
-    say = say or _say_stderr
+    say = say or say_stderr
     t_start = time.perf_counter()
     for name, value in (("--steps", cfg.steps), ("--batch", cfg.batch), ("--every", cfg.every)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -26,15 +26,15 @@ from .viewer import ViewerSpec
 if TYPE_CHECKING:
     from ..camera import Camera
 
-__all__ = ["MODES", "Live", "live"]
+__all__ = ["MODES", "Live", "live", "say_stderr"]
 
-Mode = Literal["activations", "gradients", "weights"]
 MODES: tuple[str, ...] = ("activations", "gradients", "weights")
 ON_CLOSE = ("continue", "stop")
 PANEL_SECONDS = {"weights": 1.0}  # how often the weight panels are refreshed, by mode (else 10 s)
 
 
-def _say_stderr(msg: str) -> None:
+def say_stderr(msg: str) -> None:
+    """The default ``say``: one line on stderr, flushed."""
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -120,7 +120,7 @@ class Live:
         self.total_steps = total_steps
         self.hold = hold
         self.on_close = on_close
-        self.say = say or _say_stderr
+        self.say = say or say_stderr
         self.start_timeout = start_timeout
         self.stats = LiveStats()
         self.note = ""
@@ -133,6 +133,7 @@ class Live:
         self._stop = False
         self._handover: Handover | None = None
         self._viewer: ViewerProcess | None = None
+        self._superseded = 0  # frames the viewer skipped because a newer one had come
         self._panels: PanelWeights | None = None
         self._viewer_alive = False
         self._weights: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -356,7 +357,7 @@ class Live:
 
     def _update_dropped(self) -> None:
         h = self._handover
-        self.stats.dropped = (h.dropped if h else 0) + getattr(self, "_superseded", 0)
+        self.stats.dropped = (h.dropped if h else 0) + self._superseded
 
     def _viewer_gone(self, state: str, exitcode: int | None) -> None:
         """The window was closed or the viewer died while training runs: go on or stop, as chosen."""
