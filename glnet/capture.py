@@ -28,6 +28,7 @@ __all__ = [
     "Trace",
     "capture",
     "first_tensor",
+    "layer_geometry",
     "layer_kind",
     "model_device",
     "to_canonical",
@@ -107,6 +108,8 @@ class LayerRecord:
     shown: str | None = None  # name of the activation whose output is shown, when one follows
     shown_type: str | None = None  # that activation's class name, e.g. "ReLU"
     channels_last: bool = False
+    raw: torch.Tensor | None = None  # the layer module's own output (before its norm/activation), as value
+    geometry: dict[str, Any] | None = None  # kernel/stride/padding/dilation (conv, pool) or {"global": True}
 
     @property
     def neurons(self) -> int:
@@ -300,6 +303,37 @@ def _select(calls: list[_Call], granularity: Granularity) -> list[tuple[int, int
     return picked
 
 
+def _pair(v: Any) -> tuple[int, int]:
+    t = tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+    return (t[-2], t[-1]) if len(t) >= 2 else (t[0], t[0])
+
+
+def layer_geometry(module: nn.Module | None) -> dict[str, Any] | None:
+    """How a 2-D conv or pool maps output cells to input cells (for receptive fields); ``{"global": True}``
+    where every output sees its whole input (Linear, adaptive pools); None where unknown."""
+    if module is None:
+        return None
+    if isinstance(module, _LINEAR):
+        return {"global": True}
+    if isinstance(module, (nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd)):
+        return {"adaptive": _pair(module.output_size if module.output_size is not None else 1)}
+    k = getattr(module, "kernel_size", None)
+    if k is None or isinstance(module, nn.modules.conv._ConvTransposeNd):
+        return None
+    padding = getattr(module, "padding", 0)
+    if isinstance(padding, str):  # "same" / "valid"
+        kk = _pair(k)
+        d = _pair(getattr(module, "dilation", 1))
+        padding = (0, 0) if padding == "valid" else tuple(d[j] * (kk[j] - 1) // 2 for j in range(2))
+    stride = getattr(module, "stride", None)
+    return {
+        "kernel": _pair(k),
+        "stride": _pair(stride if stride is not None else k),
+        "padding": _pair(padding),
+        "dilation": _pair(getattr(module, "dilation", 1)),
+    }
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (or buffer); CPU for a model with neither."""
     for p in model.parameters():
@@ -413,6 +447,10 @@ def _build_trace(
                 shown=s.name if shown != i else None,
                 shown_type=s.type_name if shown != i else None,
                 channels_last=s.channels_last,
+                raw=to_canonical(c.output, grid, s.channels_last)
+                if shown != i and isinstance(c.output, torch.Tensor)
+                else None,
+                geometry=layer_geometry(c.module),
             )
         )
     if not layers:

@@ -35,7 +35,7 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, drawing: bool = True) -> None:
     p.add_argument(
         "model", metavar="MODEL", help="torchvision model name, package.module:callable, or TorchScript file"
     )
@@ -63,6 +63,16 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--device", default="cpu", help="torch device to run the model on (cpu, cuda, cuda:1; default cpu)"
     )
     p.add_argument(
+        "--labels",
+        metavar="FILE",
+        help="class names, one a line (default: ImageNet's for torchvision classifiers)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed for random weights and the test image (default 0)"
+    )
+    if not drawing:
+        return
+    p.add_argument(
         "--renderer",
         choices=RENDERERS,
         default="auto",
@@ -70,9 +80,6 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--size", default="1280x720", metavar="WxH", help="window or image size (default 1280x720)"
-    )
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed for random weights and the test image (default 0)"
     )
     p.add_argument(
         "--lod",
@@ -137,7 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--stats-json", metavar="FILE", help="write model, neuron counts, layers, renderer and frame time"
     )
     s.add_argument("--no-hud", action="store_true", help="leave the text overlay out of the image")
+    s.add_argument(
+        "--pick",
+        metavar="X,Y",
+        help="inspect the neuron drawn at pixel X,Y (from the top left): the inspector in the image, "
+        "the pick in the stats",
+    )
     s.set_defaults(run=_cmd_snapshot)
+
+    from .cli_inspect import add_inspect_parser
+
+    add_inspect_parser(sub, _add_model_args)
 
     b = sub.add_parser(
         "bench",
@@ -282,9 +299,11 @@ def _prepare(args: argparse.Namespace):
 
 
 def _layers_json(trace: Any, drawn: list[int]) -> list[dict[str, Any]]:
+    from .distributions import trace_stats
+
     return [
-        {"name": r.name, "kind": r.kind, "shape": list(r.shape), "neurons": n}
-        for r, n in zip(trace.layers, drawn, strict=True)
+        {"name": r.name, "kind": r.kind, "shape": list(r.shape), "neurons": n, **st.as_dict()}
+        for r, n, st in zip(trace.layers, drawn, trace_stats(trace), strict=True)
     ]
 
 
@@ -318,6 +337,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise InputError(f"--out must end in .png or .jpg, not {out.name!r}")
     size = parse_size(args.size)
+    pick = _parse_pixel(args.pick, size) if args.pick else None
     configure_platform(headless=True)
     t0 = time.perf_counter()
     from .app import render_snapshot
@@ -334,8 +354,13 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
             ctx=ctx,
             lod=args.lod,
             max_neurons=_neuron_budget(args, prep.trace, ctx),
+            pick=pick,
+            model=prep.spec.model,
+            labels=args.labels,
         )
     snap.save(out)
+    if args.pick:
+        _say_pick(snap)
     wall = time.perf_counter() - t0
     w, h = size
     _say(
@@ -358,10 +383,55 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
             "input": args.input or "builtin:test_image",
             "camera": args.camera or "overview",
         }
+        if snap.predictions:
+            stats["predictions"] = [p.as_dict() for p in snap.predictions]
+        if args.pick:
+            stats["pick"] = _pick_json(snap)
+            stats["pick_ms"] = round(snap.pick_ms or 0.0, 3)
+            stats["inspect_ms"] = round(snap.inspect_ms or 0.0, 3)
         p = Path(args.stats_json)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return 0
+
+
+def _parse_pixel(text: str, size: tuple[int, int]) -> tuple[int, int]:
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--pick must be X,Y in pixels (e.g. 640,360), not {text!r}") from None
+    if not (0 <= x < size[0] and 0 <= y < size[1]):
+        raise InputError(f"--pick {x},{y} is outside the {size[0]}x{size[1]} image")
+    return x, y
+
+
+def _pick_json(snap: Any) -> dict[str, Any] | None:
+    ins = snap.inspection
+    if snap.pick is None or ins is None:
+        return None
+    d = ins.as_dict()
+    return {
+        "pixel": list(snap.pick.pixel),
+        "layer": ins.layer,
+        "layer_index": ins.layer_index,
+        "coords": list(ins.coords),
+        "value": d["value"],
+        "raw_value": d["raw_value"],
+        "aggregate": snap.pick.aggregate,
+        "receptive_field": d["receptive_field"],
+    }
+
+
+def _say_pick(snap: Any) -> None:
+    ins = snap.inspection
+    if ins is None:
+        _say(f"glnet: no neuron is drawn at pixel {snap.pick.pixel if snap.pick else ''}".rstrip())
+        return
+    coords = ",".join(str(c) for c in ins.coords)
+    _say(
+        f"glnet: picked {ins.layer}:{coords} = {ins.value:.4g} (pick {snap.pick_ms:.1f} ms, "
+        f"inspection with saliency {snap.inspect_ms:.0f} ms)"
+    )
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
@@ -415,6 +485,8 @@ def _cmd_view(args: argparse.Namespace) -> int:
         fullscreen=args.fullscreen,
         renderer=args.renderer,
         title=f"glnet - {prep.spec.name}",
+        model=prep.spec.model,
+        labels=args.labels,
     )
     _say(f"glnet: flying through {prep.spec.name} ({viewer.vis.renderer}); Esc quits")
     viewer.run()

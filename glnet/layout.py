@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .capture import Trace
 
 __all__ = [
+    "HISTOGRAM_ASPECT",
+    "MAX_HISTOGRAM_PANELS",
     "MAX_WEIGHT_TEXELS",
     "Layout",
     "Panel",
@@ -40,6 +42,9 @@ DEPTH_GAP = 0.3  # gap between slabs, as a fraction of the larger neighbour's si
 MIN_GAP = 3.0
 POINT_FILL = 0.8  # a neuron's disc diameter as a fraction of its spacing
 PANEL_SCALE = 0.4  # a weight panel's longer side, as a fraction of its slab's side
+HISTOGRAM_SCALE = 0.35  # a histogram panel's height, as a fraction of its slab's side
+HISTOGRAM_ASPECT = 2.0  # width / height of one histogram plot; a layer with weights stacks two
+MAX_HISTOGRAM_PANELS = 256  # traces with more layers get no histogram panels
 MAX_WEIGHT_TEXELS = 64 << 20  # weight atlases above this many texels in all are not uploaded
 
 
@@ -113,6 +118,7 @@ class Layout:
     slabs: list[Slab]
     weight_panels: dict[int, Panel] = field(default_factory=dict)  # slab index -> panel
     input_panel: Panel | None = None
+    histogram_panels: dict[int, Panel] = field(default_factory=dict)  # slab index -> panel
 
     @property
     def count(self) -> int:
@@ -121,7 +127,8 @@ class Layout:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         lo = np.min([s.bounds()[0] for s in self.slabs], axis=0)
         hi = np.max([s.bounds()[1] for s in self.slabs], axis=0)
-        for p in [*self.weight_panels.values(), *([self.input_panel] if self.input_panel else [])]:
+        panels = [*self.weight_panels.values(), *self.histogram_panels.values()]
+        for p in [*panels, *([self.input_panel] if self.input_panel else [])]:
             x, y, z = p.origin
             lo = np.minimum(lo, [x, y - p.size[1], z])
             hi = np.maximum(hi, [x + p.size[0], y, z])
@@ -158,6 +165,7 @@ def build_layout(
     *,
     weight_shapes: dict[int, tuple[int, int]] | None = None,
     input_aspect: float | None = None,
+    histograms: dict[int, float] | None = None,
 ) -> Layout:
     """Place layers ``[(name, (C, H, W)), ...]`` (forward order) as slabs along -z.
 
@@ -165,6 +173,8 @@ def build_layout(
         grids: each layer's name and canonical grid.
         weight_shapes: slab index -> (width, height) in texels of its weight atlas; a panel goes beside it.
         input_aspect: width / height of the input image; a panel for it goes in front of the first slab.
+        histograms: slab index -> width / height of its histogram panel, top-aligned right of the slab (the
+            side the overview sees), above the weight panel or, where the slab is too short, beside it.
     """
     if not grids:
         raise ValueError("a layout needs at least one layer")
@@ -200,6 +210,16 @@ def build_layout(
         width, height = tw * scale, th * scale
         x0 = s.origin[0] + sw + 0.08 * side + s.spacing
         layout.weight_panels[i] = Panel((x0, s.origin[1] - sh + height, s.z), (width, height))
+    for i, aspect in (histograms or {}).items():
+        s = slabs[i]
+        sw, sh = s.size
+        side = max(sw, sh, s.spacing)
+        height = HISTOGRAM_SCALE * side
+        x0 = s.origin[0] + sw + 0.08 * side + s.spacing
+        atlas = layout.weight_panels.get(i)
+        if atlas is not None and s.origin[1] - height - 0.04 * side < atlas.origin[1]:
+            x0 = atlas.origin[0] + atlas.size[0] + 0.08 * side  # no room above the atlas: beside it
+        layout.histogram_panels[i] = Panel((x0, s.origin[1], s.z), (height * aspect, height))
     if input_aspect:
         s0 = slabs[0]
         side = max(s0.size)
@@ -328,14 +348,22 @@ def conv_weights(trace: Trace) -> dict[int, torch.Tensor]:
     return out
 
 
-def layout_for(trace: Trace, *, weights: bool = True) -> Layout:
-    """The layout of a trace: one slab per layer, weight panels beside conv layers, the input in front."""
+def layout_for(trace: Trace, *, weights: bool = True, histograms: bool = True) -> Layout:
+    """The layout of a trace: one slab per layer, weight panels beside conv layers, a histogram panel (values,
+    and weights when shown) beside every layer, the input in front."""
     frame = input_frame(trace.input)
     shapes = (
         {i: WeightAtlas.for_shape(w.shape).size for i, w in conv_weights(trace).items()} if weights else {}
     )
+    hist = {}
+    if histograms and len(trace.layers) <= MAX_HISTOGRAM_PANELS:
+        hist = {
+            i: HISTOGRAM_ASPECT / (2 if weights and r.weight is not None else 1)
+            for i, r in enumerate(trace.layers)
+        }
     return build_layout(
         [(r.name, r.grid) for r in trace.layers],
         weight_shapes=shapes,
         input_aspect=(frame.shape[2] / frame.shape[1]) if frame is not None else None,
+        histograms=hist,
     )

@@ -294,6 +294,7 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
         total_steps=cfg.steps,
         on_close=cfg.on_close,
         say=say,
+        labels=getattr(data, "classes", None),
     )
     state = _TrainState()
     criterion = nn.CrossEntropyLoss()

@@ -10,7 +10,7 @@ replaces the whole frame, and close handlers run once, with the context current,
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -22,7 +22,10 @@ from .errors import GLUnavailableError
 from .gpu.context import GLContext, configure_platform
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from .render.hud import Curves
+    from .render.pick import Pick
     from .render.scene import FrameStats
 
 __all__ = ["CloseHandler", "DrawFunction", "KeyHandler", "Screen", "TickHandler", "Viewer"]
@@ -100,6 +103,8 @@ class Viewer:
         backend: str = "glfw",
         lod: bool = False,
         max_neurons: int | None = None,
+        model: nn.Module | None = None,
+        labels: str | Sequence[str] | None = None,
     ) -> None:
         configure_platform(headless=False)
         from vispy import app
@@ -114,7 +119,9 @@ class Viewer:
         self.backend = backend
         self.size = size
         self.ctx = GLContext(self.canvas, owns_canvas=False)
-        self.vis = Visualization(self.ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons)
+        self.vis = Visualization(
+            self.ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons, model=model, labels=labels
+        )
         self.screen = Screen(self.canvas)
         aspect = self._aspect()
         self.camera = camera_from_spec(None, self.vis.layout, aspect)
@@ -133,11 +140,17 @@ class Viewer:
         self._windowed: tuple[int, int, int, int] | None = None  # position and size before fullscreen
         self._last = time.perf_counter()
         self._dirty = True
+        self.picking = True  # hover explains the neuron under the cursor; a click pins it with its saliency
+        self.pinned = False
+        self.picked: Pick | None = None
+        self._hover: tuple[float, float] | None = None  # cursor position (window pixels) not yet picked
+        self._click: tuple[float, float] | None = None
         c = self.canvas.events
         c.draw.connect(self._on_draw)
         c.key_press.connect(lambda e: self._on_key(e, True))
         c.key_release.connect(lambda e: self._on_key(e, False))
         c.mouse_move.connect(self._on_mouse_move)
+        c.mouse_press.connect(self._on_mouse_press)
         c.mouse_wheel.connect(self._on_wheel)
         c.resize.connect(self._on_resize)
         c.close.connect(self._on_close)
@@ -259,6 +272,7 @@ class Viewer:
             fn(dt)
             if self.closed:
                 return
+        self._pick_pending()
         if self.controller.update(dt):
             self._dirty = True
         requests, self.controller.requests = list(self.controller.requests), []
@@ -306,11 +320,50 @@ class Viewer:
         if self.controller.key(name, pressed):
             self._dirty = True
 
+    def pick_at(self, x: float, y: float, *, saliency: bool = False) -> Pick | None:
+        """Pick the neuron drawn under window position (x, y) (top-left origin, window pixels) and show
+        it in the inspector (None clears it); ``saliency`` adds its saliency map (one backward pass)."""
+        pick = self._pick(x, y)
+        self._show(pick, saliency)
+        return pick
+
+    def _pick(self, x: float, y: float) -> Pick | None:
+        self.canvas.set_current()
+        sx = self.screen.width / max(1, self.canvas.size[0])
+        sy = self.screen.height / max(1, self.canvas.size[1])
+        return self.vis.pick(self.camera, self.screen.width, self.screen.height, int(x * sx), int(y * sy))
+
+    def _show(self, pick: Pick | None, saliency: bool) -> None:
+        self.picked = pick
+        self.vis.inspect(pick, saliency=saliency)
+        self.request_draw()
+
+    def _pick_pending(self) -> None:
+        """At most one pick a tick: a click pins (or, on empty space, clears); hovering follows the cursor
+        over neurons while nothing is pinned."""
+        if not self.picking:
+            return
+        if self._click is not None:
+            click, self._click, self._hover = self._click, None, None
+            self.pinned = self.pick_at(*click, saliency=True) is not None
+        elif self._hover is not None and not self.pinned:
+            hover, self._hover = self._hover, None
+            pick = self._pick(*hover)
+            old = self.picked
+            if pick is not None and (old is None or (old.layer, old.index) != (pick.layer, pick.index)):
+                self._show(pick, saliency=False)
+
     def _on_mouse_move(self, event: Any) -> None:
         if event.is_dragging and event.last_event is not None:
             dx, dy = np.asarray(event.pos) - np.asarray(event.last_event.pos)
             self.controller.look(float(dx), float(dy))
             self._dirty = True
+        elif not event.is_dragging:
+            self._hover = (float(event.pos[0]), float(event.pos[1]))
+
+    def _on_mouse_press(self, event: Any) -> None:
+        if event.button == 1:
+            self._click = (float(event.pos[0]), float(event.pos[1]))
 
     def _on_wheel(self, event: Any) -> None:
         self.controller.scale_speed(float(event.delta[1]))

@@ -17,7 +17,7 @@ PKG = ROOT / "glnet"
 # anything may use these
 UTILITIES = {
     "errors", "colormap", "data", "record", "inputs", "models",
-    "_script", "_torchvision", "testimage", "procedural",
+    "_script", "_torchvision", "testimage", "procedural", "distributions",
 }  # fmt: skip
 TRAINER = {"live.tap", "live.handover", "live.stats", "live.session", "live.process", "live"}
 VIEWER = {"live.viewer", "live.view", "live.upload", "live.ranges"}
@@ -25,15 +25,16 @@ VIEWER = {"live.viewer", "live.view", "live.upload", "live.ranges"}
 ALLOWED: dict[str, set[str]] = {
     "capture": set(),
     "pipeline": {"capture"},
+    "explain": {"capture"},
     "layout": {"capture"},
     "camera": {"layout"},
     "gpu": {"layout", "capture"},
-    "render": {"gpu", "camera", "layout", "capture"},
-    "app": {"render", "gpu", "camera", "layout", "capture"},
-    "window": {"app", "render", "gpu", "camera", "layout", "capture"},
-    "viewer": {"app", "window", "render", "gpu", "camera", "layout", "capture"},
+    "render": {"explain", "gpu", "camera", "layout", "capture"},
+    "app": {"explain", "render", "gpu", "camera", "layout", "capture"},
+    "window": {"app", "explain", "render", "gpu", "camera", "layout", "capture"},
+    "viewer": {"app", "window", "explain", "render", "gpu", "camera", "layout", "capture"},
 }
-TOP = {"cli", "train", "bench", "__init__", "__main__"}  # on top: may use everything public
+TOP = {"cli", "cli_inspect", "train", "bench", "__init__", "__main__"}  # on top: may use everything public
 
 
 def _module(path: Path) -> str:

@@ -51,12 +51,16 @@ def test_snapshot_resnet18_writes_image_and_stats(tmp_path, gl_ctx):
     assert set(s) >= {"model", "neurons", "layers", "width", "height", "renderer", "gl_renderer", "frame_ms"}
     assert s["model"] == "resnet18" and (s["width"], s["height"]) == (320, 180)
     assert s["neurons"] == sum(layer["neurons"] for layer in s["layers"])
-    assert len(s["layers"]) == 23 and s["layers"][0] == {
-        "name": "conv1",
-        "kind": "conv",
-        "shape": [64, 32, 32],
-        "neurons": 65536,
-    }
+    assert (
+        len(s["layers"]) == 23
+        and s["layers"][0].items()
+        >= {
+            "name": "conv1",
+            "kind": "conv",
+            "shape": [64, 32, 32],
+            "neurons": 65536,
+        }.items()
+    )  # and the distribution keys: tests/test_distributions.py
     assert s["renderer"] in ("compute", "instanced") and s["frame_ms"] > 0
     background = (img == img[0, -1]).all(axis=-1).mean()
     assert background < 0.97, "the network should cover part of the image"

@@ -51,6 +51,16 @@ def test_the_network_is_on_screen_outside_the_hud(report):
     assert report["lit_share_outside_hud"] > 0.03
 
 
+def test_hover_picks_the_neuron_under_the_cursor_and_a_click_pins_it(report):
+    layer, i, px, py = report["hover_target"]
+    assert report["hover_pick"] == [layer, i, px, py]
+    assert report["hover_cover_px"] <= 0.75  # its centre is in that pixel
+    assert report["panel_box"] is not None and report["panel_changed_share"] > 0.3
+    assert report["ring_pixels"] > 4  # the picked neuron is ringed
+    assert report["hover_saliency"] is False and report["click_saliency"] is True
+    assert report["cleared"] is True
+
+
 def test_holding_w_flies_forward(report):
     assert report["w_along_forward"] > 0  # along the camera's forward axis, not back
     assert report["w_off_axis"] < 1e-6 * report["w_along_forward"]

@@ -29,7 +29,9 @@ configure_platform(headless=False)
 from glnet.camera import layer_camera
 from glnet.capture import capture
 from glnet.colormap import BACKGROUND
+from glnet.layout import neuron_positions
 from glnet.render.hud import text_box
+from glnet.render.inspector import MARK
 from glnet.window import Viewer
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -142,6 +144,45 @@ class Driver:
             traceback.print_exc()
             self.abort = True
 
+    def hover_and_click(self, before: np.ndarray) -> None:
+        r, v = self.report, self.v
+        slab = v.vis.layout.slabs[0]
+        pos = neuron_positions(slab)
+        w, h = v.screen.width, v.screen.height
+        pr = v.camera.project(pos, w, h)
+        # a neuron of the first layer, the one nearest the eye: nothing can cover its centre pixel
+        i = int(np.argmin(np.where(pr.visible, pr.w, np.inf)))
+        px, py = int(np.floor(pr.x[i])), h - 1 - int(np.floor(pr.y[i]))
+        self.focus()
+        xdo("mousemove", "--window", self.window, str(px), str(py))
+        self.wait("a hover pick", lambda: self.gui(lambda: v.picked) is not None)
+        p = self.gui(lambda: v.picked)
+        r["hover_target"] = [0, i, px, py]
+        r["hover_pick"] = [p.layer, p.index, *p.pixel]
+        r["hover_cover_px"] = float(np.hypot(pr.x[p.index] - (px + 0.5), pr.y[p.index] - (h - 1 - py + 0.5)))
+        img, _ = self.pixels()
+        box = self.gui(lambda: v.vis.scene.inspector.panel_box(w, h))
+        r["panel_box"] = list(box) if box else None
+        if box:
+            x0, y0, x1, y1 = box
+            diff = np.abs(img[y0:y1, x0:x1, :3].astype(int) - before[y0:y1, x0:x1, :3].astype(int)).max(-1)
+            r["panel_changed_share"] = float((diff > 24).mean())
+        ring = np.all(
+            np.abs(
+                img[max(0, py - 12) : py + 13, max(0, px - 12) : px + 13, :3].astype(int) - np.array(MARK[:3])
+            )
+            < 40,
+            axis=-1,
+        )
+        r["ring_pixels"] = int(ring.sum())
+        r["hover_saliency"] = self.gui(lambda: v.vis.inspection.saliency is not None)
+        xdo("click", "1")
+        self.wait("the click to pin", lambda: self.gui(lambda: v.pinned))
+        r["click_saliency"] = self.gui(lambda: v.vis.inspection.saliency is not None)
+        self.gui(lambda: v.pick_at(-100, -100))  # clear: nothing is drawn off the window
+        self.gui(lambda: setattr(v, "picking", False))
+        r["cleared"] = self.gui(lambda: v.vis.inspection is None)
+
     def session(self) -> None:
         r, v = self.report, self.v
         self.wait("the first frame", lambda: self.state()["frames"] >= 1)
@@ -159,6 +200,9 @@ class Driver:
         r["hud_box"] = [x0, y0, x1, y1]
         r["lit_share_outside_hud"] = float(lit[outside].mean())
         r["lit_share_in_hud"] = float(lit[~outside].mean())
+
+        # hover: the neuron under the cursor is picked and explained; a click pins it with its saliency
+        self.hover_and_click(img)
 
         # hold W: fly forward along the camera's forward axis
         s0 = self.state()
@@ -261,8 +305,9 @@ class Driver:
 
 def main() -> None:
     torch.manual_seed(0)
-    trace = capture(TinyNet().eval(), torch.randn(1, 3, 16, 16), model_name="tiny")
-    v = Viewer(trace, size=SIZE, title=TITLE)
+    net = TinyNet().eval()
+    trace = capture(net, torch.randn(1, 3, 16, 16), model_name="tiny")
+    v = Viewer(trace, size=SIZE, title=TITLE, model=net)
     driver = Driver(v)
     closes: list[float] = []
     v.add_key_handler(driver.on_key)

@@ -141,6 +141,5 @@ def model_workload(model: str, seed: int = SEED) -> Workload:
 
     trace = trace_model(model, seed=seed).trace
     values = [r.value.detach().float().cpu() for r in trace.layers]
-    return Workload(
-        trace.model_name or model, "model", layout_for(trace), values, [robust_range(v) for v in values]
-    )
+    layout = layout_for(trace, histograms=False)  # the points alone frame the camera, as before
+    return Workload(trace.model_name or model, "model", layout, values, [robust_range(v) for v in values])

@@ -22,11 +22,13 @@ from ..errors import CudaInteropUnavailable, InputError
 from ..gpu.cloud import BYTES_PER_NEURON
 
 __all__ = [
+    "NO_GRAD",
     "PATH_INTEROP",
     "PATH_MAPPED",
     "PATH_PINNED",
     "PATH_SUBDATA",
     "POLICIES",
+    "TOP_K",
     "UPDATE_PATHS",
     "FrameMeta",
     "Handover",
@@ -43,6 +45,8 @@ PATH_PINNED = "host upload (pinned staging)"
 PATH_SUBDATA = "host upload (buffer sub-data)"
 UPDATE_PATHS = ("auto", "interop", "mapped", "host")  # what update_path= may ask for; the viewer chooses
 _SHM = "/dev/shm"
+NO_GRAD = -1.0  # a layer's gradient norm in a slot's side numbers when it has no weight gradient
+TOP_K = 5  # after the norms, a slot's side numbers hold the probe's top classes: K indices, K probabilities
 
 
 @dataclass
@@ -89,29 +93,38 @@ def slot_count(policy: str, nbytes: int, queue_mb: float, device: torch.device) 
 
 
 class Slots:
-    """``n`` staging slots of ``floats`` float32 values each, in memory the viewer process can map."""
+    """``n`` staging slots of ``floats`` float32 values each, in memory the viewer process can map, and
+    ``side`` more numbers a slot beside them (each drawn layer's weight-gradient norm, :data:`NO_GRAD` where
+    it has none), written with the same copy event."""
 
-    def __init__(self, n: int, floats: int, device: torch.device) -> None:
+    def __init__(self, n: int, floats: int, device: torch.device, side: int = 0) -> None:
         self.n, self.floats, self.device = int(n), int(floats), torch.device(device)
         if self.device.type == "cuda":
             self.data = torch.zeros(self.n, self.floats, dtype=torch.float32, device=self.device)
+            self.side = torch.full((self.n, int(side)), NO_GRAD, dtype=torch.float32, device=self.device)
             with torch.cuda.device(self.device):
                 self.events: list[Any] | None = [torch.cuda.Event(interprocess=True) for _ in range(self.n)]
         else:
             self.data = torch.zeros(self.n, self.floats, dtype=torch.float32).share_memory_()
+            self.side = torch.full((self.n, int(side)), NO_GRAD, dtype=torch.float32).share_memory_()
             self.events = None
 
     @property
     def nbytes(self) -> int:
         return self.floats * BYTES_PER_NEURON
 
-    def write(self, i: int, src: torch.Tensor) -> None:
-        """Copy a packed frame into slot ``i`` (trainer side; on CUDA asynchronous, then the slot's event)."""
+    def write(self, i: int, src: torch.Tensor, side: torch.Tensor | None = None) -> None:
+        """Copy a packed frame (and its side numbers) into slot ``i`` (trainer side; on CUDA asynchronous,
+        then the slot's event)."""
         if self.events is not None:
             self.data[i].copy_(src, non_blocking=True)
+            if side is not None:
+                self.side[i].copy_(side, non_blocking=True)
             self.events[i].record(torch.cuda.current_stream(self.device))
         else:
             self.data[i].copy_(src)
+            if side is not None:
+                self.side[i].copy_(side)
 
 
 class PanelWeights:

@@ -9,7 +9,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,7 +17,7 @@ from torch import nn
 
 from ..capture import Trace, capture, model_device
 from ..errors import InputError, NonFiniteError
-from .handover import FrameMeta, Handover, PanelWeights, Slots, check_update_path, slot_count
+from .handover import NO_GRAD, TOP_K, FrameMeta, Handover, PanelWeights, Slots, check_update_path, slot_count
 from .process import ViewerProcess, exit_reason
 from .stats import LiveStats
 from .tap import ProbeTap
@@ -49,13 +49,23 @@ def _as_probe(probe: torch.Tensor) -> torch.Tensor:
     return p[:1].clone()
 
 
+def _number(v: float | None) -> float | str | None:
+    """A figure for JSON: rounded, "nan"/"inf" where not finite."""
+    if v is None:
+        return None
+    return float(f"{v:.6g}") if math.isfinite(v) else str(v)
+
+
 def _cpu(t: Any) -> Any:
     return t.detach().to("cpu").clone() if isinstance(t, torch.Tensor) else None
 
 
 def viewer_trace(trace: Trace) -> Trace:
     """A detached CPU copy of ``trace`` for the viewer process (no references to the model's parameters)."""
-    layers = [dataclasses.replace(r, value=_cpu(r.value), weight=_cpu(r.weight)) for r in trace.layers]
+    layers = [
+        dataclasses.replace(r, value=_cpu(r.value), weight=_cpu(r.weight), raw=_cpu(r.raw))
+        for r in trace.layers
+    ]
     return dataclasses.replace(
         trace, layers=layers, output=_cpu(trace.output), input=_cpu(trace.input), meta={}
     )
@@ -90,6 +100,7 @@ class Live:
         on_close: str = "continue",
         say: Callable[[str], None] | None = None,
         start_timeout: float = 180.0,
+        labels: Sequence[str] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
             raise InputError("glnet.live needs a torch nn.Module (TorchScript modules take no hooks)")
@@ -122,6 +133,7 @@ class Live:
         self.on_close = on_close
         self.say = say or say_stderr
         self.start_timeout = start_timeout
+        self.labels = list(labels) if labels is not None else None  # class names for the top-5
         self.stats = LiveStats()
         self.note = ""
         self.stop_reason = ""
@@ -151,6 +163,7 @@ class Live:
         self._closed = False
         self._warned_skip = False
         self._target_cache: torch.Tensor | None = None
+        self._grad_norms: torch.Tensor | None = None  # the last handed-over step's, on the model's device
 
     # -- set-up ---------------------------------------------------------------------------------------------
     def start(self) -> Live:
@@ -183,7 +196,8 @@ class Live:
                 self._weights[i] = (w, w.detach().clone())
         if self._weights:
             self._panels = PanelWeights({i: w for i, (w, _) in self._weights.items()}, device)
-        slots = Slots(slot_count(self.policy, tap.nbytes, self.queue_mb, device), tap.flat.numel(), device)
+        n_slots = slot_count(self.policy, tap.nbytes, self.queue_mb, device)
+        slots = Slots(n_slots, tap.flat.numel(), device, side=len(self.trace.layers) + 2 * TOP_K)
         self._handover = Handover(slots, self.policy)
         self.stats.bytes_per_update = tap.nbytes
         try:
@@ -215,6 +229,7 @@ class Live:
             total_steps=self.total_steps,
             hold=self.hold,
             panels=self._panels,
+            labels=self.labels,
         )
         self._viewer = ViewerProcess(spec, slots)
         self._viewer_alive = True
@@ -338,6 +353,10 @@ class Live:
             self._counters(msg[2])
         elif kind == "done":
             self._counters(msg[1])
+            dead = msg[1].get("dead_frac")
+            if dead is not None and self.trace is not None:
+                names = [r.name for r in self.trace.layers]
+                self.stats.dead_frac = {n: _number(v) for n, v in zip(names, dead, strict=False)}
         elif kind == "mode":
             self.mode = msg[1]
             self.say(f"glnet: showing {msg[1]}")
@@ -416,12 +435,13 @@ class Live:
 
     def _hand_over(self, src: torch.Tensor, meta: FrameMeta) -> None:
         h = self._handover
-        assert h is not None
+        assert h is not None and self.tap is not None
+        self._grad_norms = self.tap.grad_norms()  # for the stats even when the frame is dropped
         i = h.acquire()
         if i is None:
             self._update_dropped()
             return
-        h.slots.write(i, src)
+        h.slots.write(i, src, torch.cat([self._grad_norms, self.tap.top_k()]))
         s = self.stats
         meta.losses, self._sent_losses = s.loss[self._sent_losses :], len(s.loss)
         meta.accs, self._sent_accs = s.acc[self._sent_accs :], len(s.acc)
@@ -528,6 +548,16 @@ class Live:
         finally:
             if self.tap is not None:
                 self.tap.remove()
+            self.stats.grad_norms = self.grad_norms()
+
+    def grad_norms(self) -> dict[str, float | str | None] | None:
+        """The last handed-over step's weight-gradient norm of each drawn layer (None: no gradient; "nan" or
+        "inf" where not finite), or None before the first; one host sync."""
+        if self._grad_norms is None or self.trace is None:
+            return None
+        values = self._grad_norms.tolist()
+        names = [r.name for r in self.trace.layers]
+        return {n: None if v == NO_GRAD else _number(v) for n, v in zip(names, values, strict=True)}
 
 
 def live(model: nn.Module, probe: torch.Tensor, **options: Any) -> Live:

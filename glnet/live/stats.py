@@ -42,6 +42,8 @@ class LiveStats:
     viewer_lost_at_step: int | None = None  # the step at which the viewer went away while training went on
     gl_renderer: str = ""
     renderer: str = ""
+    grad_norms: dict[str, Any] | None = None  # layer -> the last handed-over step's weight-gradient norm
+    dead_frac: dict[str, Any] | None = None  # layer -> share of dead units in the viewer's last frames
 
     def summary(self) -> dict[str, Any]:
         """The figures ``--stats-json`` writes (see :data:`OVERHEAD_DEFINITION` for ``overhead_pct``)."""
@@ -75,4 +77,6 @@ class LiveStats:
             "viewer_lost_at_step": self.viewer_lost_at_step,
             "gl_renderer": self.gl_renderer,
             "renderer": self.renderer,
+            "grad_norms": self.grad_norms,
+            "dead_frac": self.dead_frac,
         }

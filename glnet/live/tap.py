@@ -17,6 +17,7 @@ from torch import nn
 from ..capture import LayerRecord, first_tensor, model_device, to_canonical
 from ..errors import CaptureError
 from ..gpu.cloud import BYTES_PER_NEURON, layer_offsets
+from .handover import NO_GRAD, TOP_K
 
 __all__ = ["ProbeTap", "split_call"]
 
@@ -104,12 +105,15 @@ class ProbeTap:
         self.skipped = 0  # armed forwards whose input the probe could not join
         self._grads = False
         self._probe_cache: torch.Tensor | None = None
+        self.probe_output: torch.Tensor | None = None  # the probe's row of the model output, last capture
         self._targets: dict[str, dict[int, list[int]]] = {}
         for i, r in enumerate(self.layers):
             module, call = split_call(r.shown or r.name)
             self._targets.setdefault(module, {}).setdefault(call, []).append(i)
         self._counts: dict[str, int] = {}
         self._handles: list[Any] = []
+        self._params: list[torch.Tensor | None] | None = None  # each layer's module weight (see weights())
+        self._norm_index: tuple[tuple[int, ...], torch.Tensor] | None = None
 
     def views_of(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """One (C, H, W) view per layer into a flat tensor laid out like :attr:`flat`."""
@@ -202,6 +206,8 @@ class ProbeTap:
                 return None
             batch = self.batch
             first = first_tensor(output)
+            if first is not None and first.dim() >= 1 and first.shape[0] == batch:
+                self.probe_output = first[-1].detach()  # a view: the logits' top-5 go to the viewer
             if (
                 self.inject is not None
                 and first is not None
@@ -254,6 +260,44 @@ class ProbeTap:
             self.seconds += time.perf_counter() - t0
 
         return on_grad
+
+    def weights(self) -> list[torch.Tensor | None]:
+        """Each layer's module weight (``module.weight``, the parameter itself), None where it has none."""
+        if self._params is None:
+            modules = dict(self.model.named_modules())
+            params: list[torch.Tensor | None] = []
+            for r in self.layers:
+                module = self._module(modules, split_call(r.name)[0])
+                w = getattr(module, "weight", None) if module is not None else None
+                params.append(w if isinstance(w, torch.Tensor) and w.requires_grad else None)
+            self._params = params
+        return self._params
+
+    def top_k(self, k: int = TOP_K) -> torch.Tensor:
+        """The probe's top ``k`` classes as one tensor ``[index x k, probability x k]`` on the model's device
+        (no host sync); -1 throughout when the output is not a class vector."""
+        out = torch.full((2 * k,), -1.0, dtype=torch.float32, device=self.device)
+        logits = self.probe_output
+        if logits is None or logits.dim() != 1 or logits.numel() < 2 or not logits.is_floating_point():
+            return out
+        p, i = torch.softmax(logits.float(), 0).topk(min(k, logits.numel()))
+        out[: len(i)] = i.to(torch.float32)
+        out[k : k + len(p)] = p
+        return out
+
+    def grad_norms(self) -> torch.Tensor:
+        """(L,) float32 on :attr:`device`: the L2 norm of each layer's ``module.weight.grad`` (bias
+        excluded), :data:`~glnet.live.handover.NO_GRAD` where it has none; no host sync (one fused norm)."""
+        have = [(i, w.grad) for i, w in enumerate(self.weights()) if w is not None and w.grad is not None]
+        have = [(i, g) for i, g in have if g.layout == torch.strided]
+        out = torch.full((len(self.layers),), NO_GRAD, dtype=torch.float32, device=self.device)
+        if have:
+            idx = tuple(i for i, _ in have)
+            if self._norm_index is None or self._norm_index[0] != idx:
+                self._norm_index = (idx, torch.tensor(idx, dtype=torch.long, device=self.device))
+            norms = torch._foreach_norm([g.detach() for _, g in have])
+            out[self._norm_index[1]] = torch.stack([n.to(self.device, torch.float32) for n in norms])
+        return out
 
     def first_nonfinite(self, grads: bool = False) -> str | None:
         """The first layer whose captured probe row holds NaN/Inf (a host sync a layer: failures only)."""

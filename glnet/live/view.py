@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .handover import FrameMeta, Slots
+from ..render.gradflow import DeadUnits, gradflow_image
+from .handover import NO_GRAD, TOP_K, FrameMeta, Slots
 from .upload import choose_upload
 
 if TYPE_CHECKING:
@@ -45,6 +46,11 @@ class LiveView:
     ) -> None:
         self.vis = vis
         self.upload, self.why = choose_upload(vis.cloud, slots, offsets, counts, update_path)
+        self.slots = slots
+        self.counts = list(counts)
+        self.dead = DeadUnits(offsets, counts, slots.device)
+        self.grad_norms: list[float | None] = []  # the shown step's, per layer (None: no gradient)
+        self.dead_frac: list[float | None] = []  # per layer, over the last activation frames
         trace = vis.trace
         self.title = title or trace.model_name or "model"
         self.total_steps = total_steps
@@ -72,9 +78,55 @@ class LiveView:
     def present(self, i: int, meta: FrameMeta) -> None:
         """Move slot ``i`` (the frame of ``meta``) into the cloud."""
         self.upload.present(i, meta.mode)
+        self._gradient_flow(i, meta.mode)
+        self._follow(i, meta.mode)
         self.vis.ranges = [layer.range for layer in self.vis.cloud.layers]
         self.frames += 1
         self.shown = meta
+
+    def _gradient_flow(self, i: int, mode: str) -> None:
+        """Count dead units in slot ``i`` (activation frames) on its device, and read its gradient norms:
+        one small tensor to the host, before the slot goes back to the trainer."""
+        slots = self.slots
+        if slots.events is not None:  # the trainer's copy into the slot, ordered on the GPU
+            torch.cuda.current_stream(slots.device).wait_event(slots.events[i])
+        if mode == "activations":
+            self.dead.add(slots.data[i])
+        n = len(self.dead.starts)
+        side = getattr(slots, "side", None)
+        parts = [self.dead.fractions()]
+        if side is not None and side.shape[1] >= n:
+            parts.append(side[i])
+        host = torch.cat(parts).cpu().tolist()
+        self.dead_frac = [v if np.isfinite(v) else None for v in host[:n]]
+        self.grad_norms = [None if v == NO_GRAD else v for v in host[n : 2 * n]]
+        top = host[2 * n : 2 * n + 2 * TOP_K]
+        if len(top) == 2 * TOP_K and top[0] >= 0:
+            pairs = [(int(k), p) for k, p in zip(top[:TOP_K], top[TOP_K:], strict=True) if k >= 0]
+            if [(k, round(p, 3)) for k, p in pairs] != [
+                (q.index, round(q.prob, 3)) for q in self.vis.predictions
+            ]:
+                self.vis.show_predictions(top=pairs)
+
+    def _follow(self, i: int, mode: str) -> None:
+        """Copy what the histogram panels and the inspector need out of slot ``i`` before it goes back:
+        every few frames the whole frame for the panels, and the inspected neuron's layer."""
+        data = self.slots.data[i]
+        hist = self.vis.scene.histograms
+        if mode == "activations" and hist.active and self.frames % hist.every == 0:
+            snap = data.clone()
+            hist.set_values(
+                [snap[s : s + n] for s, n in zip(self.dead.starts.tolist(), self.counts, strict=True)],
+                self.vis.ranges,
+            )
+            hist.refresh()
+        ins = self.vis.inspection
+        if ins is not None and mode in ("activations", "gradients"):
+            s = int(self.dead.starts[ins.layer_index])
+            n = self.counts[ins.layer_index]
+            self.vis.refresh_inspection(
+                ins.layer_index, data[s : s + n].clone(), gradients=mode == "gradients"
+            )
 
     def set_weights(self, mode: str, weights: dict[int, torch.Tensor]) -> None:
         """Weight panels: the filters as they are now, or in ``weights`` mode their change since the start."""
@@ -128,9 +180,21 @@ class LiveView:
     def draw(self, camera: Camera, target: Any) -> None:
         """One frame into ``target`` (a framebuffer or the window's screen)."""
         t0 = time.perf_counter()
+        if self.grad_norms or self.dead.frames:
+            self._set_gradflow(target.height)
         self.vis.render(camera, target, hud=self.hud_lines(camera), curves=self.curves(), finish=True)
         ms = (time.perf_counter() - t0) * 1e3
         self.frame_ms = ms if self.frame_ms is None else 0.8 * self.frame_ms + 0.2 * ms
+
+    def _set_gradflow(self, height: int) -> None:
+        """The gradient-flow chart at the HUD's bottom right (re-rendered only when its numbers change)."""
+        names = [r.name for r in self.vis.trace.layers]
+        norms = self.grad_norms or [None] * len(names)
+        dead, window = self.dead_frac, self.dead.window
+        key = (height, tuple(norms), tuple(dead), window)
+        self.vis.scene.hud.set_panel(
+            "gradflow", key, lambda: gradflow_image(names, norms, height, dead=dead, dead_steps=window)
+        )
 
     def close(self) -> None:
         """Release the upload path (context current); the scene stays the caller's."""

@@ -56,6 +56,7 @@ class ViewerSpec:
     hold: bool = True
     panels: PanelWeights | None = None  # the weights of the panel layers, refreshed by the trainer
     nice: int = 10  # the viewer's scheduling niceness, above the trainer's
+    labels: list[str] | None = None  # class names for the top-5 (the dataset's while training)
 
 
 def mode_for_key(key: str, shift: bool, current: str) -> str | None:
@@ -175,7 +176,7 @@ def _headless(loop: _Loop) -> None:
     spec = loop.spec
     w, h = spec.size
     with GLContext.offscreen() as ctx:
-        vis = Visualization(ctx, spec.trace, renderer=spec.renderer)
+        vis = Visualization(ctx, spec.trace, renderer=spec.renderer, labels=spec.labels)
         fb = Framebuffer(ctx, w, h)
         loop.view = LiveView(
             vis, loop.slots, spec.offsets, spec.counts, update_path=spec.update_path,
@@ -206,7 +207,13 @@ def _window(loop: _Loop) -> None:
     from .view import LiveView
 
     spec = loop.spec
-    v = Viewer(spec.trace, size=spec.size, renderer=spec.renderer, title=f"glnet - {spec.title} (training)")
+    v = Viewer(
+        spec.trace,
+        size=spec.size,
+        renderer=spec.renderer,
+        title=f"glnet - {spec.title} (training)",
+        labels=spec.labels,
+    )
     loop.view = view = LiveView(
         v.vis, loop.slots, spec.offsets, spec.counts, update_path=spec.update_path,
         title=spec.title, total_steps=spec.total_steps,
@@ -293,6 +300,7 @@ def run_viewer(spec: ViewerSpec, slots: Slots, inbox: Any, outbox: Any) -> None:
         except BaseException as e:
             code = 1
             loop.tell("error", "VideoWriteError", str(e).splitlines()[0][:300] if str(e) else "video")
-        loop.tell("done", loop.counters())
+        dead = loop.view.dead_frac if loop.view is not None else None
+        loop.tell("done", {**loop.counters(), "dead_frac": dead})
     if code:
         sys.exit(code)

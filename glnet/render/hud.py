@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..gpu.context import GLContext
     from .scene import FrameStats
 
-__all__ = ["MARGIN", "Hud", "curves_image", "hud_image", "hud_lines", "text_box"]
+__all__ = ["MARGIN", "Hud", "curves_image", "hud_font", "hud_image", "hud_lines", "premultiplied", "text_box"]
 
 MARGIN = 12  # pixels between the frame's edge and a HUD panel
 
@@ -47,6 +47,17 @@ def _premultiplied(img: Image.Image) -> np.ndarray:
 
 def _text_size(frame_height: int) -> int:
     return max(12, round(frame_height / 48))
+
+
+def hud_font(frame_height: int) -> tuple[ImageFont.ImageFont | ImageFont.FreeTypeFont, int]:
+    """The HUD's font for a frame this tall, and its size in pixels (every panel uses the same)."""
+    size = _text_size(frame_height)
+    return _font(size), size
+
+
+def premultiplied(img: Image.Image) -> np.ndarray:
+    """An RGBA Pillow image as the premultiplied-alpha array the overlay shader blends."""
+    return _premultiplied(img)
 
 
 def hud_image(lines: Sequence[str], frame_height: int) -> np.ndarray:
@@ -131,8 +142,8 @@ def curves_image(curves: Curves, frame_height: int) -> np.ndarray:
 
 
 class Hud:
-    """Owns the HUD textures: text at the top left, curves at the bottom left; each is re-rendered only when
-    its content changes."""
+    """Owns the HUD textures: text at the top left, curves at the bottom left, :meth:`set_panel` panels at the
+    bottom right; each is re-rendered only when its content changes."""
 
     def __init__(self, ctx: GLContext) -> None:
         self.ctx = ctx
@@ -140,6 +151,7 @@ class Hud:
         self._vao = VertexArray(ctx, label="hud")
         self._textures: dict[str, Texture2D] = {}
         self._keys: dict[str, object] = {}
+        self._right: set[str] = set()  # panels drawn at the bottom right
 
     def _set(self, name: str, key: object, make: Callable[[], np.ndarray]) -> None:
         if self._keys.get(name) == key:
@@ -154,6 +166,18 @@ class Hud:
                 self.ctx, img.shape[1], img.shape[0], "rgba8", label=f"hud {name}"
             )
         tex.write(img)
+
+    def set_panel(self, name: str, key: object, make: Callable[[], np.ndarray] | None) -> None:
+        """Another panel at the bottom right (e.g. the gradient-flow chart): ``make`` gives its RGBA image,
+        called only when ``key`` changes; ``make=None`` removes the panel."""
+        if make is None:
+            if name in self._textures:
+                self._textures.pop(name).delete()
+            self._keys.pop(name, None)
+            self._right.discard(name)
+            return
+        self._right.add(name)
+        self._set(name, key, make)
 
     def update(self, lines: Sequence[str], frame_height: int, curves: Curves | None = None) -> None:
         self._set("text", (tuple(lines), frame_height), lambda: hud_image(lines, frame_height))
@@ -177,7 +201,8 @@ class Hud:
         for name, tex in self._textures.items():
             tw, th = tex.width, tex.height
             y0 = margin if name == "text" else height - margin - th
-            p.set(u_rect=(margin, y0, margin + tw, y0 + th), u_viewport=(width, height), u_texture=0)
+            x0 = width - margin - tw if name in self._right else margin
+            p.set(u_rect=(x0, y0, x0 + tw, y0 + th), u_viewport=(width, height), u_texture=0)
             tex.bind(0)
             GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
         VertexArray.unbind()

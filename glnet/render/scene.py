@@ -14,9 +14,12 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..colormap import BACKGROUND
 from .frame import FrameParams, plan_draws
+from .histograms import HistogramPanels
 from .hud import Curves, Hud
+from .inspector import Inspector
 from .neurons import InstancedNeurons
 from .panels import Panels
+from .pick import Pick, Picker
 from .raster import ComputeNeurons
 
 if TYPE_CHECKING:
@@ -77,7 +80,11 @@ class SceneRenderer:
         self.neurons = ComputeNeurons(ctx) if self.renderer == "compute" else InstancedNeurons(ctx)
         self.panels = Panels(ctx)
         self.hud = Hud(ctx)
+        self.picker = Picker(ctx)
+        self.inspector = Inspector(ctx)
+        self.histograms = HistogramPanels(ctx, cloud.layout)
         self.show_panels = True
+        self.show_histograms = True  # the histogram panels (drawn only with the other panels)
         self.lod = lod  # far, dense slabs as per-channel aggregates
 
     def render(
@@ -96,7 +103,11 @@ class SceneRenderer:
         self.ctx.collect()
         self.cloud.flush()
         target.bind()
-        panels = self.show_panels and bool(self.cloud.weights or self.cloud.input_image)
+        hist = self.show_panels and self.show_histograms and self.histograms.active
+        panels = hist or (
+            self.show_panels
+            and bool(self.cloud.weights or self.cloud.input_image or self.inspector.panel is not None)
+        )
         depth_tested = panels or self.renderer != "compute"  # else nothing reads the depth buffer
         GL.glClearColor(*BACKGROUND, 1.0)
         GL.glClearDepth(1.0)
@@ -106,15 +117,32 @@ class SceneRenderer:
         drawn = self.neurons.draw(self.cloud, frame, items, depth=panels) if items else 0
         if self.show_panels:
             self.panels.draw(self.cloud, frame)
+        if hist:
+            self.histograms.draw(frame)
+        if self.show_panels:
+            self.inspector.draw_scene(frame)
         if hud:
             self.hud.update(hud, target.height, curves)
             self.hud.draw(target.width, target.height)
+        self.inspector.draw_overlay(frame)
         if finish:
             GL.glFinish()
         aggregated = frozenset(it.layer for it in items if it.aggregate)
         return FrameStats(self.renderer, drawn, len(items), (time.perf_counter() - t0) * 1e3, aggregated)
 
+    def pick(self, camera: Camera, width: int, height: int, x: int, y: int) -> Pick | None:
+        """The neuron this renderer draws at pixel (x, y), top-left origin, of a width x height frame."""
+        self.ctx.collect()
+        self.cloud.flush()
+        frame = FrameParams(camera, width, height)
+        items = plan_draws(self.cloud, frame, self.lod)
+        self.cloud.lut.bind(0)
+        return self.picker.pick(self.cloud, frame, items, x, y, renderer=self.renderer)
+
     def close(self) -> None:
+        self.picker.close()
+        self.inspector.close()
         self.neurons.close()
         self.panels.close()
+        self.histograms.close()
         self.hud.close()
