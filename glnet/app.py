@@ -22,6 +22,7 @@ from .camera import Camera, camera_from_spec, tour
 from .capture import Trace
 from .colormap import ValueRange, robust_range
 from .data import IMAGENET_MEAN, IMAGENET_STD
+from .distributions import LayerStats, layer_stats
 from .explain import Inspection, Prediction, class_labels, inspect_neuron, logits_of, top_k
 from .explain.images import saliency_overlay
 from .explain.predictions import load_labels
@@ -70,6 +71,7 @@ class Visualization:
         self.model = model  # for saliency maps of picked neurons (None: no saliency)
         self.labels = labels
         self.inspection: Inspection | None = None
+        self._layer_stats: dict[int, LayerStats] = {}
         self.layout = layout_for(trace, weights=weights)
         self.cloud = NeuronCloud(ctx, self.layout, max_neurons=max_neurons)
         try:
@@ -121,7 +123,8 @@ class Visualization:
         else:
             preds = top_k(output, self.class_names) if logits_of(output) is not None else []
         self.predictions = preds
-        self.scene.inspector.show_predictions(preds, self.layout.slabs[-1])
+        largest = max(max(s.size) for s in self.layout.slabs)
+        self.scene.inspector.show_predictions(preds, self.layout.slabs[-1], 0.3 * largest)
         return preds
 
     def pick(self, camera: Camera, width: int, height: int, x: int, y: int) -> Pick | None:
@@ -192,8 +195,16 @@ class Visualization:
     def hud_lines(self, camera: Camera, frame_ms: float | None, stats: FrameStats | None = None) -> list[str]:
         """The standard HUD text for the layer ``camera`` is at (see :func:`glnet.render.hud.hud_lines`)."""
         i = self.layer_at(camera)
+        if i not in self._layer_stats:  # the captured values' distribution, once per layer
+            self._layer_stats[i] = layer_stats(self.trace.layers[i].value)
         return hud_lines(
-            self.trace, i, self.ranges[i], renderer=self.renderer, frame_ms=frame_ms, stats=stats
+            self.trace,
+            i,
+            self.ranges[i],
+            renderer=self.renderer,
+            frame_ms=frame_ms,
+            stats=stats,
+            distribution=self._layer_stats[i],
         )
 
     def render(

@@ -400,6 +400,7 @@ CONTROLS: dict[str, tuple[str, Any]] = {
     "pageup": ("layer", 1),
     "pagedown": ("layer", -1),
     "f11": ("fullscreen", None),
+    "c": ("edges", None),
     "escape": ("quit", None),
 }
 MOUSE = {"drag": "look", "wheel": "speed"}
@@ -412,6 +413,7 @@ _ACTION_WORDS = {
     "reset": "resets",
     "layer": "next/previous layer",
     "fullscreen": "fullscreen",
+    "edges": "shows/hides the layer graph",
     "quit": "quits",
 }
 _MOUSE_WORDS = {"look": "looks", "speed": "sets speed"}
@@ -453,7 +455,7 @@ class FlyController:
         self.held: set[str] = set()
         self.layer_index: int | None = None
         self._jump: tuple[Camera, Camera, float] | None = None
-        self.requests: list[str] = []  # "fullscreen", "quit": for the window to act on
+        self.requests: list[str] = []  # "fullscreen", "edges", "quit": for the window to act on
 
     # scripted actions, the same the keys call
     def stop(self) -> None:

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import CaptureError, InputError, OutOfMemoryError
+from .graph import DataFlow, layer_edges
 
 __all__ = [
     "Granularity",
@@ -126,6 +127,7 @@ class Trace:
     granularity: Granularity = "layer"
     model_name: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    edges: list[tuple[int, int]] = field(default_factory=list)  # (producer, consumer) indices into layers
 
     @property
     def neurons(self) -> int:
@@ -152,6 +154,7 @@ class _Call:
     shape: tuple[int, ...]
     input_from: int | None
     channels_last: bool
+    sources: frozenset[int] = frozenset()  # earlier calls any of its inputs was computed from
 
 
 def first_tensor(obj: Any) -> torch.Tensor | None:
@@ -239,9 +242,12 @@ class _Recorder:
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
         self.stack: list[int] = []  # calls recorded when each open module call began
+        self.flow = DataFlow()  # the data-flow graph, followed while the forward runs
+        self.inputs: list[frozenset[int]] = []  # where each open module call's inputs came from
 
-    def enter(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
+    def enter(self, module: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.stack.append(len(self.calls))
+        self.inputs.append(self.flow.sources(inputs, kwargs))
 
     def hook(self, name: str, module: nn.Module) -> Callable[..., None]:
         type_name = type(module).__name__
@@ -249,6 +255,7 @@ class _Recorder:
 
         def on_forward(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             began = self.stack.pop() if self.stack else len(self.calls)
+            sources = self.inputs.pop() if self.inputs else frozenset()
             out = first_tensor(output)
             # A module is recorded when nothing inside its call was: leaves, and containers such as
             # MultiheadAttention whose children hold parameters but are never called.
@@ -264,7 +271,10 @@ class _Recorder:
                 per = _per_sample(out, self.batch, self.sample)
                 cl = _channels_last_out(mod, type_name, kind, per.dim(), inherited)
                 kept = per.detach().clone() if self.keep(kind) else None
-                self.calls.append(_Call(call_name, mod, type_name, kind, kept, tuple(per.shape), src, cl))
+                self.calls.append(
+                    _Call(call_name, mod, type_name, kind, kept, tuple(per.shape), src, cl, sources)
+                )
+                self.flow.tag(output, len(self.calls) - 1)
                 self.alive.append(out)
                 if out.numel():
                     self.producer[out.data_ptr()] = len(self.calls) - 1
@@ -388,12 +398,12 @@ def capture(
     was_training = model.training
     try:
         for name, module in model.named_modules():
-            handles.append(module.register_forward_pre_hook(rec.enter))
+            handles.append(module.register_forward_pre_hook(rec.enter, with_kwargs=True))
             handles.append(module.register_forward_hook(rec.hook(name or type(module).__name__, module)))
         if eval_mode:
             model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), rec.flow:
                 output = model(x)
         except torch.OutOfMemoryError as e:
             raise OutOfMemoryError(
@@ -428,11 +438,13 @@ def _build_trace(
     model_name: str,
 ) -> Trace:
     layers = []
+    drawn = []  # (layer call, shown call) of each layer kept
     for i, shown in _select(calls, granularity):
         c, s = calls[i], calls[shown]
         value = s.output
         if not isinstance(value, torch.Tensor):
             continue
+        drawn.append((i, shown))
         grid = canonical_grid(s.shape, c.kind, c.type_name, s.channels_last)
         weight = getattr(c.module, "weight", None) if (weights and c.module is not None) else None
         layers.append(
@@ -455,7 +467,8 @@ def _build_trace(
         )
     if not layers:
         raise CaptureError("the model has no Conv, Linear or pooling layers to show (try --granularity leaf)")
-    return Trace(layers, output, sample_x, granularity, model_name)
+    edges = layer_edges([c.sources for c in calls], [c.input_from for c in calls], drawn)
+    return Trace(layers, output, sample_x, granularity, model_name, edges=edges)
 
 
 def _capture_script(
@@ -499,5 +512,6 @@ def _capture_script(
         src = index.get(sc.input_from) if sc.input_from is not None else None
         inherited = calls[src].channels_last if src is not None else False
         cl = _channels_last_out(module, sc.type_name, kind, per.dim(), inherited)
-        calls.append(_Call(sc.name, module, sc.type_name, kind, per, tuple(per.shape), src, cl))
+        srcs = frozenset(() if src is None else (src,))  # TorchScript: first-input chains only
+        calls.append(_Call(sc.name, module, sc.type_name, kind, per, tuple(per.shape), src, cl, srcs))
     return _build_trace(calls, granularity, weights, output, x[sample : sample + 1], model_name)

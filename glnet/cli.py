@@ -372,6 +372,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
             "model": prep.spec.name,
             "neurons": snap.neurons_drawn,
             "layers": _layers_json(prep.trace, snap.layer_neurons),
+            "edges": [list(e) for e in prep.trace.edges],
             "width": w,
             "height": h,
             "renderer": snap.renderer,

@@ -119,6 +119,7 @@ class Layout:
     weight_panels: dict[int, Panel] = field(default_factory=dict)  # slab index -> panel
     input_panel: Panel | None = None
     histogram_panels: dict[int, Panel] = field(default_factory=dict)  # slab index -> panel
+    edges: list[tuple[int, int]] = field(default_factory=list)  # data flow: (producer, consumer) slab indices
 
     @property
     def count(self) -> int:
@@ -361,9 +362,11 @@ def layout_for(trace: Trace, *, weights: bool = True, histograms: bool = True) -
             i: HISTOGRAM_ASPECT / (2 if weights and r.weight is not None else 1)
             for i, r in enumerate(trace.layers)
         }
-    return build_layout(
+    layout = build_layout(
         [(r.name, r.grid) for r in trace.layers],
         weight_shapes=shapes,
         input_aspect=(frame.shape[2] / frame.shape[1]) if frame is not None else None,
         histograms=hist,
     )
+    layout.edges = list(trace.edges)
+    return layout

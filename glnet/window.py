@@ -279,6 +279,9 @@ class Viewer:
         for req in requests:
             if req == "fullscreen":
                 self.toggle_fullscreen()
+            elif req == "edges":
+                self.vis.scene.show_edges = not self.vis.scene.show_edges
+                self._dirty = True
             elif req == "quit":
                 self.close()
                 return

@@ -23,7 +23,8 @@ TRAINER = {"live.tap", "live.handover", "live.stats", "live.session", "live.proc
 VIEWER = {"live.viewer", "live.view", "live.upload", "live.ranges"}
 # each stage of the diagram and the stages it may import (besides the utilities and itself)
 ALLOWED: dict[str, set[str]] = {
-    "capture": set(),
+    "capture": {"graph"},
+    "graph": set(),  # the data-flow graph, part of the capture: it follows the forward pass capture runs
     "pipeline": {"capture"},
     "explain": {"capture"},
     "layout": {"capture"},

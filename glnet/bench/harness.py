@@ -199,6 +199,7 @@ def _bench_glnet(
             plan.say(f"{name}: {work.points:,} points at {size[0]}x{size[1]}")
             scene = SceneRenderer(ctx, cloud, name)
             scene.show_panels = False  # the points alone: what every renderer in the comparison draws
+            scene.show_edges = False
             try:
                 timing = time_frames(
                     lambda s=scene: s.render(camera, fb, hud=None, finish=True),

@@ -20,6 +20,7 @@ from ..gpu.texture import Texture2D
 if TYPE_CHECKING:
     from ..capture import Trace
     from ..colormap import ValueRange
+    from ..distributions import LayerStats
     from ..gpu.context import GLContext
     from .scene import FrameStats
 
@@ -92,6 +93,7 @@ def hud_lines(
     renderer: str,
     frame_ms: float | None = None,
     stats: FrameStats | None = None,
+    distribution: LayerStats | None = None,
 ) -> list[str]:
     """The HUD's text: the model, one layer (name, kinds, shape, value range), and the last frame's cost."""
     rec = trace.layers[layer]
@@ -106,6 +108,9 @@ def hud_lines(
         f"shape {_fmt_shape(rec.shape)}  ·  range {value_range.lo:.3g} … {value_range.hi:.3g}"
         + (f"  ·  {value_range.nonfinite:,} NaN/Inf" if value_range.nonfinite else ""),
     ]
+    if distribution is not None:
+        d = distribution
+        lines.append(f"mean {d.mean:.3g}  ·  std {d.std:.3g}  ·  zeros {100 * d.zero_frac:.1f}%")
     if frame_ms is not None:
         lines.append(f"frame {frame_ms:.1f} ms  ·  drawn {drawn:,}{detail}")
     return lines

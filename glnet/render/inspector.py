@@ -196,11 +196,12 @@ def predictions_image(preds: Sequence[Prediction], height: int = 360) -> np.ndar
     return np.asarray(img)
 
 
-def predictions_panel(slab: Slab, aspect: float) -> Panel:
+def predictions_panel(slab: Slab, aspect: float, min_height: float = 0.0) -> Panel:
     """Where the top-5 panel goes: left of the output layer's slab (its histogram and weights are on the
-    right), centred on it, at least as tall as it."""
+    right), centred on it, twice as tall as it and at least ``min_height`` (an output slab of a few
+    neurons is tiny beside the layers before it)."""
     sw, sh = slab.size
-    height = max(sw, sh, slab.spacing * 8)
+    height = max(2 * max(sw, sh), slab.spacing * 8, min_height)
     width = height * aspect
     x0 = slab.origin[0] - 0.15 * height - slab.spacing - width
     return Panel((x0, slab.origin[1] + 0.5 * (height - sh), slab.z), (width, height))
@@ -269,12 +270,15 @@ class Inspector:
         self.marker_size = size
         self._serial += 1
 
-    def show_predictions(self, preds: Sequence[Prediction], slab: Slab | None) -> None:
+    def show_predictions(
+        self, preds: Sequence[Prediction], slab: Slab | None, min_height: float = 0.0
+    ) -> None:
         """The top-5 chart beside ``slab`` (the output layer); nothing when ``preds`` is empty."""
         key = tuple((p.index, round(p.prob, 4)) for p in preds)
         img = predictions_image(preds) if preds and slab is not None else None
         self._upload("predictions", key, img)
-        self.panel = predictions_panel(slab, img.shape[1] / img.shape[0]) if img is not None else None
+        aspect = img.shape[1] / img.shape[0] if img is not None else 1.0
+        self.panel = predictions_panel(slab, aspect, min_height) if img is not None else None
 
     def panel_box(self, width: int, height: int) -> tuple[int, int, int, int] | None:
         """Where the panel is drawn in a width x height frame: (x0, y0, x1, y1) from the top-left corner;

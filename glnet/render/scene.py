@@ -1,4 +1,4 @@
-"""One frame: clear, neurons (through the chosen renderer), panels, HUD, into any render target.
+"""One frame: clear, neurons (through the chosen renderer), panels, graph edges, HUD, into any render target.
 
 ``renderer="auto"`` takes the compute rasterizer where it wins: software GL (llvmpipe), datacenter GPUs
 (vertex/fragment work reaches only a few of their SMs) and clouds above ``AUTO_COMPUTE_ABOVE`` neurons;
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..colormap import BACKGROUND
+from .edges import Edges
 from .frame import FrameParams, plan_draws
 from .histograms import HistogramPanels
 from .hud import Curves, Hud
@@ -83,9 +84,11 @@ class SceneRenderer:
         self.picker = Picker(ctx)
         self.inspector = Inspector(ctx)
         self.histograms = HistogramPanels(ctx, cloud.layout)
+        self.edges = Edges(ctx)
         self.show_panels = True
         self.show_histograms = True  # the histogram panels (drawn only with the other panels)
         self.lod = lod  # far, dense slabs as per-channel aggregates
+        self.show_edges = True  # the structure graph (drawn where the layout has edges)
 
     def render(
         self,
@@ -108,17 +111,20 @@ class SceneRenderer:
             self.show_panels
             and bool(self.cloud.weights or self.cloud.input_image or self.inspector.panel is not None)
         )
-        depth_tested = panels or self.renderer != "compute"  # else nothing reads the depth buffer
+        edges = self.show_edges and bool(self.cloud.layout.edges)
+        depth_tested = panels or edges or self.renderer != "compute"  # else nothing reads the depth buffer
         GL.glClearColor(*BACKGROUND, 1.0)
         GL.glClearDepth(1.0)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | (GL.GL_DEPTH_BUFFER_BIT if depth_tested else 0))
         frame = FrameParams(camera, target.width, target.height)
         items = plan_draws(self.cloud, frame, self.lod)
-        drawn = self.neurons.draw(self.cloud, frame, items, depth=panels) if items else 0
+        drawn = self.neurons.draw(self.cloud, frame, items, depth=panels or edges) if items else 0
         if self.show_panels:
             self.panels.draw(self.cloud, frame)
         if hist:
             self.histograms.draw(frame)
+        if edges:
+            self.edges.draw(self.cloud.layout, frame)
         if self.show_panels:
             self.inspector.draw_scene(frame)
         if hud:
@@ -145,4 +151,5 @@ class SceneRenderer:
         self.neurons.close()
         self.panels.close()
         self.histograms.close()
+        self.edges.close()
         self.hud.close()
