@@ -1,4 +1,4 @@
-"""The ``glnet`` command: view, snapshot, train, bench, info.
+"""The ``glnet`` command: view, snapshot, inspect, train, bench, info.
 
 Every user error is a :class:`glnet.errors.GlnetError` and prints as one line (``glnet: error: ...``) with
 exit status 2; an interrupted command exits 130. Only bugs print a traceback.
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .camera import controls_help
+from .cli_inspect import add_inspect_parser, parse_pixel, pick_json, say_pick
 from .errors import GlnetError, InputError
 from .inputs import parse_size
 from .render.scene import RENDERERS
@@ -28,6 +29,8 @@ Examples:
   glnet view resnet50                     fly through ResNet-50 (a video when there is no display)
   glnet snapshot vgg16 --out vgg16.png --size 1920x1080 --stats-json vgg16.json
   glnet snapshot resnet18 --input cat.jpg --weights resnet18.pth --camera layer:conv1 --out conv1.png
+  glnet snapshot resnet50 --camera layer:layer3.0.conv2 --pick 640,360 --out pick.png --stats-json pick.json
+  glnet inspect resnet50 --neuron layer3.0.conv2:5,7,7 --json n.json --saliency s.png
 """
 
 
@@ -151,8 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
         "the pick in the stats",
     )
     s.set_defaults(run=_cmd_snapshot)
-
-    from .cli_inspect import add_inspect_parser
 
     add_inspect_parser(sub, _add_model_args)
 
@@ -337,7 +338,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise InputError(f"--out must end in .png or .jpg, not {out.name!r}")
     size = parse_size(args.size)
-    pick = _parse_pixel(args.pick, size) if args.pick else None
+    pick = parse_pixel(args.pick, size) if args.pick else None
     configure_platform(headless=True)
     t0 = time.perf_counter()
     from .app import render_snapshot
@@ -360,7 +361,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
         )
     snap.save(out)
     if args.pick:
-        _say_pick(snap)
+        say_pick(snap, _say)
     wall = time.perf_counter() - t0
     w, h = size
     _say(
@@ -387,52 +388,13 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
         if snap.predictions:
             stats["predictions"] = [p.as_dict() for p in snap.predictions]
         if args.pick:
-            stats["pick"] = _pick_json(snap)
+            stats["pick"] = pick_json(snap)
             stats["pick_ms"] = round(snap.pick_ms or 0.0, 3)
             stats["inspect_ms"] = round(snap.inspect_ms or 0.0, 3)
         p = Path(args.stats_json)
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     return 0
-
-
-def _parse_pixel(text: str, size: tuple[int, int]) -> tuple[int, int]:
-    try:
-        x, y = (int(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"--pick must be X,Y in pixels (e.g. 640,360), not {text!r}") from None
-    if not (0 <= x < size[0] and 0 <= y < size[1]):
-        raise InputError(f"--pick {x},{y} is outside the {size[0]}x{size[1]} image")
-    return x, y
-
-
-def _pick_json(snap: Any) -> dict[str, Any] | None:
-    ins = snap.inspection
-    if snap.pick is None or ins is None:
-        return None
-    d = ins.as_dict()
-    return {
-        "pixel": list(snap.pick.pixel),
-        "layer": ins.layer,
-        "layer_index": ins.layer_index,
-        "coords": list(ins.coords),
-        "value": d["value"],
-        "raw_value": d["raw_value"],
-        "aggregate": snap.pick.aggregate,
-        "receptive_field": d["receptive_field"],
-    }
-
-
-def _say_pick(snap: Any) -> None:
-    ins = snap.inspection
-    if ins is None:
-        _say(f"glnet: no neuron is drawn at pixel {snap.pick.pixel if snap.pick else ''}".rstrip())
-        return
-    coords = ",".join(str(c) for c in ins.coords)
-    _say(
-        f"glnet: picked {ins.layer}:{coords} = {ins.value:.4g} (pick {snap.pick_ms:.1f} ms, "
-        f"inspection with saliency {snap.inspect_ms:.0f} ms)"
-    )
 
 
 def _cmd_view(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""``glnet inspect``: everything the inspector shows about one neuron, printed and as JSON, for scripts."""
+"""``glnet inspect`` and ``snapshot --pick``: everything the inspector shows about one neuron, printed and
+as JSON, for scripts."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
-__all__ = ["add_inspect_parser"]
+__all__ = ["add_inspect_parser", "parse_pixel", "pick_json", "say_pick"]
 
 
 def add_inspect_parser(sub: argparse._SubParsersAction, add_model_args: Callable[..., None]) -> None:
@@ -95,3 +97,45 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         _say(f"glnet: wrote {p}")
     _say(f"glnet: inspected in {cost:.2f} s")
     return 0
+
+
+def parse_pixel(text: str, size: tuple[int, int]) -> tuple[int, int]:
+    """``--pick X,Y`` as a pixel inside a ``size`` image; one line of error otherwise."""
+    try:
+        x, y = (int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--pick must be X,Y in pixels (e.g. 640,360), not {text!r}") from None
+    if not (0 <= x < size[0] and 0 <= y < size[1]):
+        raise InputError(f"--pick {x},{y} is outside the {size[0]}x{size[1]} image")
+    return x, y
+
+
+def pick_json(snap: Any) -> dict[str, Any] | None:
+    """The stats' ``"pick"`` of a snapshot: where, which neuron and its values; None where none was hit."""
+    ins = snap.inspection
+    if snap.pick is None or ins is None:
+        return None
+    d = ins.as_dict()
+    return {
+        "pixel": list(snap.pick.pixel),
+        "layer": ins.layer,
+        "layer_index": ins.layer_index,
+        "coords": list(ins.coords),
+        "value": d["value"],
+        "raw_value": d["raw_value"],
+        "aggregate": snap.pick.aggregate,
+        "receptive_field": d["receptive_field"],
+    }
+
+
+def say_pick(snap: Any, say: Callable[[str], None]) -> None:
+    """One line on what ``--pick`` hit and what it cost."""
+    ins = snap.inspection
+    if ins is None:
+        say(f"glnet: no neuron is drawn at pixel {snap.pick.pixel if snap.pick else ''}".rstrip())
+        return
+    coords = ",".join(str(c) for c in ins.coords)
+    say(
+        f"glnet: picked {ins.layer}:{coords} = {ins.value:.4g} (pick {snap.pick_ms:.1f} ms, "
+        f"inspection with saliency {snap.inspect_ms:.0f} ms)"
+    )
