@@ -41,10 +41,12 @@ def _ms(fn: Any) -> tuple[float, Any]:
     return (time.perf_counter() - t0) * 1e3, out
 
 
-def measure(ctx: GLContext, model: str, camera: str, size: tuple[int, int], repeats: int) -> dict[str, Any]:
+def measure(
+    ctx: GLContext, model: str, camera: str, size: tuple[int, int], repeats: int, renderer: str = "auto"
+) -> dict[str, Any]:
     prep = trace_model(model)
     w, h = size
-    vis = Visualization(ctx, prep.trace, model=prep.spec.model)
+    vis = Visualization(ctx, prep.trace, model=prep.spec.model, renderer=renderer)
     fb = Framebuffer(ctx, w, h)
     try:
         cam = camera_from_spec(camera, vis.layout, w / h)
@@ -87,13 +89,14 @@ def main() -> None:
     ap.add_argument("--camera", default="layer:layer3.0.conv2")
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--renderers", default="auto", help="comma-separated: auto, compute, instanced")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     with GLContext.offscreen() as ctx:
         rows = []
-        for m in args.models.split(","):
-            r = measure(ctx, m, args.camera, size, args.repeats)
+        for m, renderer in [(m, r) for m in args.models.split(",") for r in args.renderers.split(",")]:
+            r = measure(ctx, m, args.camera, size, args.repeats, renderer)
             print(
                 f"{m}: frame {r['frame_ms']} ms, pick {r['pick_ms']} ms ({r['pick_over_frame']}x a frame), "
                 f"inspect {r['inspect_ms']} ms, with saliency {r['inspect_with_saliency_ms']} ms "
