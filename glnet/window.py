@@ -37,6 +37,7 @@ CloseHandler = Callable[[], None]
 
 TICK_S = 1 / 120  # timer interval: key motion is integrated at this rate
 _WAIT_S = 0.004  # longest sleep between event polls, well under one tick
+CLICK_SLOP_PX = 3.0  # a press and release this close together are a click (a pick), farther a drag (a look)
 
 
 class Screen:
@@ -150,7 +151,7 @@ class Viewer:
         c.key_press.connect(lambda e: self._on_key(e, True))
         c.key_release.connect(lambda e: self._on_key(e, False))
         c.mouse_move.connect(self._on_mouse_move)
-        c.mouse_press.connect(self._on_mouse_press)
+        c.mouse_release.connect(self._on_mouse_release)
         c.mouse_wheel.connect(self._on_wheel)
         c.resize.connect(self._on_resize)
         c.close.connect(self._on_close)
@@ -364,8 +365,11 @@ class Viewer:
         elif not event.is_dragging:
             self._hover = (float(event.pos[0]), float(event.pos[1]))
 
-    def _on_mouse_press(self, event: Any) -> None:
-        if event.button == 1:
+    def _on_mouse_release(self, event: Any) -> None:
+        press = getattr(event, "press_event", None)
+        if event.button != 1 or press is None:
+            return
+        if np.hypot(*(np.asarray(event.pos) - np.asarray(press.pos))) <= CLICK_SLOP_PX:  # not a drag
             self._click = (float(event.pos[0]), float(event.pos[1]))
 
     def _on_wheel(self, event: Any) -> None:
