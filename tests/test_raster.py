@@ -184,3 +184,5 @@ def test_renderer_choice_is_honoured(gl):
         choose_renderer("auto", replace(gl.info, renderer="NVIDIA H100 80GB HBM3/PCIe/SSE2"), 1000)
         == "compute"
     )
+    for name in ("NVIDIA H200/PCIe/SSE2", "NVIDIA A100-SXM4-80GB/PCIe/SSE2", "Tesla V100-PCIE-32GB"):
+        assert choose_renderer("auto", replace(gl.info, renderer=name), 1000) == "compute", name

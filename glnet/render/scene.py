@@ -7,6 +7,7 @@ elsewhere the point-sprite path.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,8 +45,8 @@ def choose_renderer(requested: str, info: GLInfo, neurons: int) -> str:
         raise InputError(f"unknown renderer {requested!r}: use one of {', '.join(RENDERERS)}")
     if requested != "auto":
         return requested
-    renderer = info.renderer.lower()
-    datacenter = any(k in renderer.split() or k in renderer.replace("-", " ").split() for k in _DATACENTER)
+    words = set(re.split(r"[^a-z0-9]+", info.renderer.lower()))  # "NVIDIA H200/PCIe/SSE2" -> h200, pcie, ...
+    datacenter = any(k in words for k in _DATACENTER)
     if info.software or datacenter or neurons > AUTO_COMPUTE_ABOVE:
         return "compute"
     return "instanced"
