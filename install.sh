@@ -3,7 +3,8 @@
 #   1. the system OpenGL/EGL libraries (Mesa's software renderer when there is no GPU driver) and Xvfb;
 #   2. PyTorch: an installed build is kept; otherwise torch==2.13.0, never a CUDA build on a machine without
 #      an NVIDIA GPU (pip's plan is checked first, and the CPU index used if PyPI would bring CUDA);
-#   3. torchvision matching that torch, then glnet itself (editable) with its test tools.
+#   3. torchvision matching that torch, then glnet itself (editable) with its test tools and the `peers` extra
+#      (the bench's pygfx peer; it draws through Vulkan: Mesa's lavapipe, from mesa-vulkan-drivers, on a CPU).
 # Installs into the Python that runs it (python3, or $PYTHON); activate a virtualenv first to keep it there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,7 +13,7 @@ TORCH_VERSION=${GLNET_TORCH_VERSION:-2.13.0}
 say() { printf 'install.sh: %s\n' "$*" >&2; }
 
 # -- 1. system libraries ------------------------------------------------------------------------------------
-pkgs="libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 xvfb xauth xdotool"
+pkgs="libegl1 libgl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 xvfb xauth xdotool mesa-vulkan-drivers"
 missing=""
 for p in $pkgs; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -51,5 +52,5 @@ if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('to
   case "$torch_version" in 2.13.*) tv="==0.28.0" ;; esac
   "$PY" -m pip install -q -c "$constraints" "torchvision$tv"
 fi
-"$PY" -m pip install -q -c "$constraints" -e ".[test]"
+"$PY" -m pip install -q -c "$constraints" -e ".[test,peers]"
 say "done: torch $torch_version; run 'python3 -m glnet info' to see the OpenGL driver"

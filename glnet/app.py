@@ -110,6 +110,7 @@ class Visualization:
             ranges = [robust_range(v) for v in values]
         self.ranges = list(ranges)
         self.cloud.set_values(values, ranges)
+        self.scene.use_values(values)
         self.scene.histograms.set_values(values, self.ranges)
 
     def show_predictions(
@@ -241,6 +242,7 @@ class Snapshot:
     inspection: Inspection | None = None
     pick_ms: float | None = None  # the GPU pick, readback included
     inspect_ms: float | None = None  # the inspection, its saliency map's backward pass included
+    renderer_why: str = ""  # why this renderer (asked for, measured fastest, or by the GL renderer's name)
 
     def save(self, path: str | Path) -> Path:
         from PIL import Image
@@ -320,6 +322,7 @@ def render_snapshot(
                 ins,
                 pick_ms,
                 inspect_ms,
+                vis.scene.renderer_why,
             )
         finally:
             if fb is not None:

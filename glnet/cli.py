@@ -38,6 +38,11 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _add_gl_device(p: argparse.ArgumentParser) -> None:
+    what = "EGL device to render on headless (an index glnet info lists; default: --device's GPU, or cuda:0)"
+    p.add_argument("--gl-device", type=int, metavar="N", help=what)
+
+
 def _add_model_args(p: argparse.ArgumentParser, drawing: bool = True) -> None:
     p.add_argument(
         "model", metavar="MODEL", help="torchvision model name, package.module:callable, or TorchScript file"
@@ -79,7 +84,8 @@ def _add_model_args(p: argparse.ArgumentParser, drawing: bool = True) -> None:
         "--renderer",
         choices=RENDERERS,
         default="auto",
-        help="instanced: GL point sprites; compute: compute-shader rasterizer; auto picks the faster here",
+        help="instanced: GL point sprites; compute: compute-shader rasterizer; torch: rasterized by torch on "
+        "the values' device, GL presents; auto: the one measured fastest here (once, cached)",
     )
     p.add_argument(
         "--size", default="1280x720", metavar="WxH", help="window or image size (default 1280x720)"
@@ -97,6 +103,7 @@ def _add_model_args(p: argparse.ArgumentParser, drawing: bool = True) -> None:
         help="keep at most N neurons' own values on the GPU: the largest layers are drawn as channel means "
         "(default: all, or what memory allows)",
     )
+    _add_gl_device(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,13 +191,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument(
         "--renderers",
-        default="instanced,compute,vispy-markers",
+        default="auto",
         metavar="LIST",
-        help="comma-separated: instanced, compute, vispy-markers (default all three)",
+        help="comma-separated renderer names, or auto (the default): every one that can run here, the "
+        "optional pygfx-points peer (glnet[peers], a Vulkan adapter) skipped with a note when it cannot",
     )
     b.add_argument("--json", metavar="FILE", help="write the results as JSON, and the plot next to it (.png)")
     b.add_argument("--plot", metavar="FILE.png", help="write the frame-time plot here")
     b.add_argument("--images", metavar="DIR", help="save each case's last frame as a PNG in DIR")
+    _add_gl_device(b)
     b.set_defaults(run=_cmd_bench)
 
     t = sub.add_parser(
@@ -266,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="neuron renderer (default auto)",
     )
     t.add_argument("--seed", type=int, default=0, help="seed for weights, data order and probe (default 0)")
+    _add_gl_device(t)
     t.set_defaults(run=_cmd_train)
 
     i = sub.add_parser("info", help="report the OpenGL driver, capabilities and CUDA interop status")
@@ -344,7 +354,8 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     from .app import render_snapshot
     from .gpu.context import GLContext
 
-    with GLContext.offscreen() as ctx:  # fail fast, before building the model, when there is no GL
+    # fail fast, before building the model, when there is no GL; on the GPU the model runs on
+    with GLContext.offscreen(gl_device=args.gl_device, cuda_device=args.device) as ctx:
         prep = _prepare(args)
         snap = render_snapshot(
             prep.trace,
@@ -377,6 +388,7 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
             "width": w,
             "height": h,
             "renderer": snap.renderer,
+            "renderer_why": snap.renderer_why,
             "gl_renderer": snap.gl_renderer,
             "frame_ms": round(snap.frame_ms, 3),
             "frame_ms_samples": [round(t, 3) for t in snap.frame_times],
@@ -404,12 +416,17 @@ def _cmd_view(args: argparse.Namespace) -> int:
     if not (0 < args.seconds <= 3600 and 0 < args.fps <= 240):
         raise InputError("--seconds must be in (0, 3600] and --fps in (0, 240]")
     headless = args.headless or not has_display()
+    if args.gl_device is not None and not headless:
+        raise InputError(
+            "--gl-device picks the GPU for headless rendering: add --headless (a window is drawn by its "
+            "display's GPU)"
+        )
     configure_platform(headless=headless)
     if headless:
         from .app import render_tour
         from .gpu.context import GLContext
 
-        with GLContext.offscreen() as ctx:  # fail fast when there is no GL
+        with GLContext.offscreen(gl_device=args.gl_device, cuda_device=args.device) as ctx:  # fail fast
             prep = _prepare(args)
 
             out = args.out or f"glnet-{Path(prep.spec.name).name}.mp4"
@@ -460,7 +477,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import parse_points, parse_renderers
 
     points = parse_points(args.points) if args.points is not None else None
-    renderers = parse_renderers(args.renderers)
+    renderers = None if args.renderers.strip() == "auto" else parse_renderers(args.renderers)
     size = parse_size(args.size)
     if args.frames < 1 or args.warmup < 0 or not args.budget > 0:
         raise InputError("--frames must be at least 1, --warmup at least 0 and --budget positive")
@@ -471,18 +488,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     configure_platform(headless=True)
     from .bench import run_bench
+    from .gpu.context import GLContext
 
-    result = run_bench(
-        points,
-        args.model,
-        size,
-        args.frames,
-        renderers,
-        args.warmup,
-        budget_s=args.budget,
-        images=args.images,
-        progress=lambda msg: _say(f"glnet: bench {msg}"),
-    )
+    with GLContext.offscreen(gl_device=args.gl_device) as ctx:
+        result = run_bench(
+            points,
+            args.model,
+            size,
+            args.frames,
+            renderers,
+            args.warmup,
+            budget_s=args.budget,
+            images=args.images,
+            ctx=ctx,
+            progress=lambda msg: _say(f"glnet: bench {msg}"),
+        )
     print(result.table(), flush=True)
     for case, ratio in result.ratios():
         print(f"{case.renderer} is {ratio:.1f}x VisPy Markers at {case.points:,} points ({case.workload})")
@@ -523,6 +543,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         camera=args.camera,
         workers=args.workers,
         on_close=args.on_close,
+        gl_device=args.gl_device,
     )
     result = train(cfg, say=_say)
     losses = [v for v in result["loss"] if isinstance(v, float)]
@@ -539,6 +560,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from .gpu.context import GLContext, configure_platform
+    from .gpu.egl import device_report
     from .gpu.interop import interop_status
 
     configure_platform(headless=True)
@@ -551,6 +573,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
             f"compute    {'yes' if i.compute else 'no'}; max texture {i.max_texture_size}; "
             f"max SSBO {i.max_ssbo_block_size >> 20} MiB"
         )
+        print(f"display    {ctx.egl_device_why}")
+    print("\n".join(device_report(ctx.egl_device)))
     ok, why = interop_status()
     print(f"cuda-gl    {'available' if ok else 'unavailable: ' + why}")
     return 0

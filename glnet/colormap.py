@@ -104,7 +104,9 @@ def robust_range(values: torch.Tensor, low: float = 0.01, high: float = 0.99) ->
         v = v.float()
     finite = torch.isfinite(v)
     nonfinite = int(v.numel() - int(finite.sum()))
-    v = v[finite]
+    if nonfinite:  # a copy of the finite values only when there is something to leave out
+        v = v[finite]
+    del finite
     if v.numel() == 0:
         return ValueRange(0.0, 1.0, False, nonfinite)
     if v.numel() > SAMPLE_LIMIT:

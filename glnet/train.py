@@ -61,6 +61,7 @@ class TrainConfig:
     update_path: str = "auto"
     model_name: str = ""
     on_close: str = "continue"  # the window closed or the viewer failed: "continue" training, or "stop"
+    gl_device: int | None = None  # the EGL device a headless viewer renders on (default: the model's GPU)
     on_step: Callable[[int, Live], None] | None = None  # called after each step (tests, scripts)
 
 
@@ -293,6 +294,7 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
         title=name,
         total_steps=cfg.steps,
         on_close=cfg.on_close,
+        gl_device=cfg.gl_device,
         say=say,
         labels=getattr(data, "classes", None),
     )

@@ -1,6 +1,7 @@
 #version 430
 // neurons.vert: one point sprite per neuron of the current layer; gl_VertexID is the neuron's index.
-// Storage: s_values (binding 0), the layer's values, bound as a range. See common/*.glsl for uniforms.
+// Storage: s_values (binding 0), the layer's values (one part of them: u_first, u_base), bound as a range.
+// See common/*.glsl for uniforms.
 #include "common/camera.glsl"
 #include "common/layer.glsl"
 #include "common/colormap.glsl"
@@ -12,9 +13,9 @@ flat out vec2 v_centre;
 flat out float v_radius;
 
 void main() {
-    uint i = uint(gl_VertexID);
+    uint i = u_first + uint(gl_VertexID);
     Splat s = project_cell(neuron_cell(i));
-    v_code = colour_code(s_values[i]);
+    v_code = colour_code(s_values[value_index(i)]);
     v_centre = s.centre;
     v_radius = s.radius;
     gl_Position = s.clip;

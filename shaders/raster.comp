@@ -1,19 +1,22 @@
 #version 430
-// raster.comp: the compute rasterizer. One invocation per feature-map row of the current layer marches
-// along the row (no index arithmetic per neuron), projects each neuron and atomicMin's a 32-bit key into
+// raster.comp: the compute rasterizer. One invocation per row segment (a feature-map row, or a run of at
+// most u_segment.x neurons of one) of the current layer's bound part marches along it (no index arithmetic
+// per neuron), projects each neuron and atomicMin's a 32-bit key into
 // every pixel its disc covers. key = view depth (the top 22 bits of the float: positive floats order as
 // unsigned ints) | colour code (10 bits), so the nearest neuron wins and carries its colour; present.frag
-// turns keys into pixels. Sub-pixel neighbours landing in one pixel are merged before the atomic.
-// Storage: s_values (binding 0, the layer's values as a range), s_keys (binding 1, width * height keys).
+// turns keys into pixels. Sub-pixel neighbours in a segment landing in one pixel are merged before the atomic.
+// Storage: s_values (binding 0, one part of the layer's values as a range), s_keys (binding 1, width * height
+// keys).
 #include "common/camera.glsl"
 #include "common/layer.glsl"
 #include "common/colormap.glsl"
 
 layout(local_size_x = 128) in;
+#include "common/dispatch.glsl"
 layout(std430, binding = 0) readonly buffer Values { float s_values[]; };
 layout(std430, binding = 1) buffer Keys { uint s_keys[]; };
 
-// Row-wise merge: neighbours often land in the pixel of the one before; keep the smallest key, write once.
+// Segment-wise merge: neighbours often land in the pixel of the one before; keep the smallest key, write once.
 int g_pending = -1;
 uint g_best = 0xFFFFFFFFu;
 
@@ -49,26 +52,24 @@ void splat(Splat s, uint key) {
 }
 
 void main() {
-    uint row = (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * gl_WorkGroupSize.x
-               + gl_LocalInvocationID.x;
-    uint width = u_grid.z;
-    if (row * width >= u_count) return;
-    uint first = row * width;
+    uint first, width;
+    if (!part_segment(invocation_id(), first, width)) return;
+    uint at = value_index(first);
     vec2 start = neuron_cell(first);
     vec4 head = cell_clip(start);
     vec4 tail = cell_clip(vec2(start.x + float(width - 1u), start.y));
-    // A row is a segment and the clip volume convex: both ends inside means every neuron is. w is linear
-    // along the row, so the largest radius is at an end: at most half a pixel there means one pixel each.
+    // The clip volume is convex: both ends of the segment inside means every neuron is. w is linear along
+    // it, so the largest radius is at an end: at most half a pixel there means one pixel each.
     if (clip_inside(head) && clip_inside(tail) && u_radius_k <= 0.5 * min(head.w, tail.w)) {
         for (uint k = 0u; k < width; ++k) {
             vec4 clip = cell_clip(vec2(start.x + float(k), start.y));
-            merge(pixel_index(clip_to_window(clip, 1.0 / clip.w)), neuron_key(clip.w, first + k));
+            merge(pixel_index(clip_to_window(clip, 1.0 / clip.w)), neuron_key(clip.w, at + k));
         }
     } else {
         for (uint k = 0u; k < width; ++k) {
             Splat s = project_cell(vec2(start.x + float(k), start.y));
             if (!s.visible) continue;
-            uint key = neuron_key(s.w, first + k);
+            uint key = neuron_key(s.w, at + k);
             if (s.radius > 0.5) splat(s, key);
             else merge(pixel_index(s.centre), key);
         }

@@ -6,6 +6,8 @@ GL tests are skipped (with the reason) when no OpenGL 4.5 context can be made; o
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -13,6 +15,9 @@ from torch import nn
 from glnet.gpu.context import configure_platform
 
 configure_platform(headless=True)
+# renderer="auto" by the GL renderer's name: no measuring in every test process (tests/test_calibrate.py
+# measures, with a cache of its own); subprocesses inherit it
+os.environ.setdefault("GLNET_CALIBRATE", "0")
 
 _ctx = None
 _why_not = None

@@ -2,16 +2,15 @@
 
 Most tests run anywhere: a fake of the cuda-bindings runtime module records every call and answers
 with success tuples (or the error we ask for), and fake CUDA tensors stand in for real ones. The
-tests marked ``cuda`` do the real thing on an NVIDIA GPU with an EGL context, and skip elsewhere.
+tests marked ``cuda`` do the real thing on an NVIDIA GPU with glnet's own objects (its offscreen context on
+the EGL device it picks, its buffers, live training's update path), and skip elsewhere.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import gc
-import os
 import subprocess
 import sys
 import types
@@ -23,7 +22,7 @@ import torch
 
 from glnet.errors import CudaInteropUnavailable, GlnetError
 from glnet.gpu import interop
-from glnet.gpu.interop import STATS, CudaGLBuffer, CudaGLTexture, interop_status
+from glnet.gpu.interop import STATS, CudaGLBuffer, interop_status
 
 # ----------------------------------------------------------------------------------------------
 # Fakes
@@ -54,21 +53,11 @@ class MemcpyKind(enum.IntEnum):
     cudaMemcpyDefault = 4
 
 
-class ChannelFormatKind(enum.IntEnum):
-    cudaChannelFormatKindSigned = 0
-    cudaChannelFormatKindUnsigned = 1
-    cudaChannelFormatKindFloat = 2
-
-
 class FakeResource:
     """Stands in for ``cudaGraphicsResource_t`` (an object, not an int)."""
 
     def __init__(self, gl_name: int) -> None:
         self.gl_name = gl_name
-
-
-class FakeArray:
-    """Stands in for ``cudaArray_t``."""
 
 
 MAPPED_BASE = 0x7F00_0000_0000
@@ -80,18 +69,14 @@ class FakeCudart:
     cudaError_t = Err
     cudaGraphicsRegisterFlags = RegisterFlags
     cudaMemcpyKind = MemcpyKind
-    cudaChannelFormatKind = ChannelFormatKind
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
         self.fail: dict[str, Err] = {}
         self.raise_runtime: set[str] = set()
         self.mapped_size: int | None = None  # None: as big as the registered buffer
-        self.array_desc = SimpleNamespace(x=32, y=0, z=0, w=0, f=ChannelFormatKind.cudaChannelFormatKindFloat)
-        self.array_extent: SimpleNamespace | None = None
         self.buffer_sizes: dict[int, int] = {}
         self.mapped: set[int] = set()
-        self.array = FakeArray()
 
     def _ret(self, name: str, *values: Any) -> tuple[Any, ...]:
         if name in self.raise_runtime:
@@ -113,10 +98,6 @@ class FakeCudart:
         self.calls.append(("cudaGraphicsGLRegisterBuffer", buffer, flags))
         return self._ret("cudaGraphicsGLRegisterBuffer", FakeResource(buffer))
 
-    def cudaGraphicsGLRegisterImage(self, image, target, flags):
-        self.calls.append(("cudaGraphicsGLRegisterImage", image, target, flags))
-        return self._ret("cudaGraphicsGLRegisterImage", FakeResource(image))
-
     def cudaGraphicsMapResources(self, count, resources, stream):
         self.calls.append(("cudaGraphicsMapResources", count, resources, stream))
         out = self._ret("cudaGraphicsMapResources")
@@ -136,23 +117,9 @@ class FakeCudart:
         size = self.mapped_size if self.mapped_size is not None else 1 << 30
         return self._ret("cudaGraphicsResourceGetMappedPointer", MAPPED_BASE, size)
 
-    def cudaGraphicsSubResourceGetMappedArray(self, resource, array_index, mip_level):
-        self.calls.append(("cudaGraphicsSubResourceGetMappedArray", resource, array_index, mip_level))
-        return self._ret("cudaGraphicsSubResourceGetMappedArray", self.array)
-
-    def cudaArrayGetInfo(self, array):
-        self.calls.append(("cudaArrayGetInfo", array))
-        return self._ret("cudaArrayGetInfo", self.array_desc, self.array_extent, 0)
-
     def cudaMemcpyAsync(self, dst, src, count, kind, stream):
         self.calls.append(("cudaMemcpyAsync", dst, src, count, kind, stream))
         return self._ret("cudaMemcpyAsync")
-
-    def cudaMemcpy2DToArrayAsync(self, dst, w_offset, h_offset, src, spitch, width, height, kind, stream):
-        self.calls.append(
-            ("cudaMemcpy2DToArrayAsync", dst, w_offset, h_offset, src, spitch, width, height, kind, stream)
-        )
-        return self._ret("cudaMemcpy2DToArrayAsync")
 
     def cudaGraphicsUnregisterResource(self, resource):
         self.calls.append(("cudaGraphicsUnregisterResource", resource))
@@ -196,7 +163,7 @@ class FakeTorchCuda:
 
 
 class FakeCudaTensor:
-    """Duck-types a CUDA tensor: pointer, size, contiguity, device, dtype, shape."""
+    """Duck-types a CUDA tensor: pointer, size, contiguity, device."""
 
     is_cuda = True
 
@@ -207,15 +174,11 @@ class FakeCudaTensor:
         ptr: int = 0x5000_0000,
         contiguous: bool = True,
         device: int = 0,
-        dtype: torch.dtype = torch.float32,
-        shape: tuple[int, ...] | None = None,
     ) -> None:
         self.nbytes = nbytes
         self.ptr = ptr
         self.contiguous = contiguous
         self.device = SimpleNamespace(index=device, type="cuda")
-        self.dtype = dtype
-        self.shape = shape if shape is not None else (nbytes // 4,)
         self.recorded: list[Any] = []
 
     def data_ptr(self) -> int:
@@ -529,96 +492,6 @@ def test_closed_buffer_is_silent_on_del(fake, recwarn):
 
 
 # ----------------------------------------------------------------------------------------------
-# CudaGLTexture with fakes
-# ----------------------------------------------------------------------------------------------
-
-
-def test_texture_registers_image_and_copies_2d(fake):
-    fake.rt.array_extent = SimpleNamespace(width=5, height=3, depth=0)
-    tensor = FakeCudaTensor(3 * 5 * 4, ptr=0xBEEF00, shape=(3, 5))
-    with CudaGLTexture(9, 5, 3, label="fc1") as tex:
-        tex.write(tensor, stream=FakeStream(0x77))
-        tex.write(tensor, stream=FakeStream(0x77))
-    assert fake.rt.calls[0] == (
-        "cudaGraphicsGLRegisterImage",
-        9,
-        0x0DE1,
-        RegisterFlags.cudaGraphicsRegisterFlagsWriteDiscard,
-    )
-    names = fake.rt.names()
-    assert names.count("cudaArrayGetInfo") == 1  # the format is checked once
-    assert names.count("cudaGraphicsMapResources") == 2
-    first = names[1:6]
-    assert first == [
-        "cudaGraphicsMapResources",
-        "cudaGraphicsSubResourceGetMappedArray",
-        "cudaArrayGetInfo",
-        "cudaMemcpy2DToArrayAsync",
-        "cudaGraphicsUnmapResources",
-    ]
-    copy = next(c for c in fake.rt.calls if c[0] == "cudaMemcpy2DToArrayAsync")
-    assert copy == (
-        "cudaMemcpy2DToArrayAsync",
-        fake.rt.array,
-        0,
-        0,
-        0xBEEF00,
-        20,
-        20,
-        3,
-        MemcpyKind.cudaMemcpyDeviceToDevice,
-        0x77,
-    )
-    sub = next(c for c in fake.rt.calls if c[0] == "cudaGraphicsSubResourceGetMappedArray")
-    assert sub[2:] == (0, 0)
-    assert (STATS.maps, STATS.copies, STATS.bytes_device_to_device) == (2, 2, 120)
-    assert names[-1] == "cudaGraphicsUnregisterResource"
-
-
-def test_texture_rejects_wrong_shape_dtype_and_format(fake):
-    fake.rt.array_extent = SimpleNamespace(width=5, height=3, depth=0)
-    with CudaGLTexture(9, 5, 3) as tex:
-        with pytest.raises(ValueError, match=r"\(3, 5\)"):
-            tex.write(FakeCudaTensor(60, shape=(5, 3)))
-        with pytest.raises(ValueError, match="float32"):
-            tex.write(FakeCudaTensor(60, shape=(3, 5), dtype=torch.float16))
-        with pytest.raises(ValueError, match="CUDA tensor"):
-            tex.write(torch.zeros(3, 5))
-        assert "cudaGraphicsMapResources" not in fake.rt.names()
-        fake.rt.array_desc = SimpleNamespace(
-            x=8, y=8, z=8, w=8, f=ChannelFormatKind.cudaChannelFormatKindUnsigned
-        )
-        with pytest.raises(ValueError, match="GL_R32F"):
-            tex.write(FakeCudaTensor(60, shape=(3, 5)))
-        assert fake.rt.mapped == set()
-        fake.rt.array_desc = SimpleNamespace(
-            x=32, y=0, z=0, w=0, f=ChannelFormatKind.cudaChannelFormatKindFloat
-        )
-        fake.rt.array_extent = SimpleNamespace(width=4, height=3, depth=0)
-        with pytest.raises(ValueError, match="4x3"):
-            tex.write(FakeCudaTensor(60, shape=(3, 5)))
-    assert "cudaMemcpy2DToArrayAsync" not in fake.rt.names()
-
-
-def test_texture_copy_error_names_the_call(fake):
-    fake.rt.array_extent = SimpleNamespace(width=2, height=2, depth=0)
-    fake.rt.fail["cudaMemcpy2DToArrayAsync"] = Err.cudaErrorInvalidValue
-    with (
-        CudaGLTexture(9, 2, 2) as tex,
-        pytest.raises(CudaInteropUnavailable, match="cudaMemcpy2DToArrayAsync"),
-    ):
-        tex.write(FakeCudaTensor(16, shape=(2, 2)))
-    assert fake.rt.mapped == set()
-
-
-def test_texture_close_is_idempotent(fake):
-    tex = CudaGLTexture(9, 2, 2)
-    tex.close()
-    tex.close()
-    assert fake.rt.names().count("cudaGraphicsUnregisterResource") == 1
-
-
-# ----------------------------------------------------------------------------------------------
 # interop_status and the loader
 # ----------------------------------------------------------------------------------------------
 
@@ -722,13 +595,9 @@ def test_real_bindings_api_surface():
     for name in (
         "cudaGetDeviceCount",
         "cudaGraphicsGLRegisterBuffer",
-        "cudaGraphicsGLRegisterImage",
         "cudaGraphicsMapResources",
         "cudaGraphicsResourceGetMappedPointer",
-        "cudaGraphicsSubResourceGetMappedArray",
-        "cudaArrayGetInfo",
         "cudaMemcpyAsync",
-        "cudaMemcpy2DToArrayAsync",
         "cudaGraphicsUnmapResources",
         "cudaGraphicsUnregisterResource",
         "cudaGetErrorName",
@@ -737,9 +606,7 @@ def test_real_bindings_api_surface():
         assert callable(getattr(rt, name)), name
     assert int(rt.cudaError_t.cudaSuccess) == 0
     assert int(rt.cudaGraphicsRegisterFlags.cudaGraphicsRegisterFlagsNone) == 0
-    assert int(rt.cudaGraphicsRegisterFlags.cudaGraphicsRegisterFlagsWriteDiscard) == 2
     assert int(rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice) == 3
-    assert int(rt.cudaChannelFormatKind.cudaChannelFormatKindFloat) == 2
     if not torch.cuda.is_available():
         # No driver: the real bindings answer with an error code (or, in old releases, raise),
         # which must come out as CudaInteropUnavailable naming the error.
@@ -749,55 +616,45 @@ def test_real_bindings_api_surface():
 
 
 # ----------------------------------------------------------------------------------------------
-# The real thing: NVIDIA GPU, EGL context, cuda-bindings
+# The real thing: NVIDIA GPU, glnet's own EGL context and buffers, cuda-bindings
 # ----------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def egl_canvas():
-    """A current EGL OpenGL context from VisPy, or a skip saying why there cannot be one."""
+def cuda_ctx():
+    """glnet's offscreen context on the GPU of torch's current CUDA device, or a skip saying why not."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device: torch.cuda.is_available() is False")
-    try:
-        interop._cudart()
-    except CudaInteropUnavailable:
-        pytest.skip("needs cuda-bindings: pip install glnet[cuda]")
-    if "OpenGL" in sys.modules and os.environ.get("PYOPENGL_PLATFORM") != "egl":
-        pytest.skip("PyOpenGL was already imported for another platform; run this test file on its own")
-    os.environ["EGL_PLATFORM"] = "surfaceless"
-    os.environ["PYOPENGL_PLATFORM"] = "egl"
-    try:
-        import vispy.app
-
-        vispy.app.use_app("egl")
-        canvas = vispy.app.Canvas(show=False, size=(16, 16))
-        canvas.set_current()
-    except Exception as exc:
-        pytest.skip(f"no EGL OpenGL context: {type(exc).__name__}: {exc}")
     ok, reason = interop_status()
-    assert ok, reason
-    yield canvas
-    canvas.close()
+    if not ok:
+        pytest.skip(f"CUDA-GL interop unavailable: {reason}")
+    from glnet.errors import GLUnavailableError
+    from glnet.gpu.context import GLContext
+
+    try:
+        ctx = GLContext.offscreen(cuda_device=torch.cuda.current_device())
+    except GLUnavailableError as exc:
+        pytest.skip(f"no EGL OpenGL context: {exc}")
+    yield ctx
+    ctx.close()
 
 
 @pytest.mark.cuda
-def test_real_buffer_write_reads_back_through_gl(egl_canvas):
+def test_real_buffer_write_reads_back_through_gl(cuda_ctx):
     import numpy as np
-    from OpenGL import GL
+
+    from glnet.gpu.buffer import Buffer
 
     n = 4096
-    nbytes = 3 * n * 4
     a = torch.arange(n, dtype=torch.float32, device="cuda") * 0.5
     b = -torch.arange(n, dtype=torch.float32, device="cuda")
     c = torch.full((n,), 7.25, dtype=torch.float32, device="cuda")
-    buf = int(GL.glGenBuffers(1))
+    cuda_ctx.make_current()
+    sentinel = np.full(3 * n, 42.0, dtype=np.float32)
+    buf = Buffer(cuda_ctx, sentinel.nbytes, data=sentinel, label="interop test")
     try:
-        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buf)
-        sentinel = np.full(3 * n, 42.0, dtype=np.float32)
-        GL.glBufferData(GL.GL_ARRAY_BUFFER, nbytes, sentinel, GL.GL_DYNAMIC_DRAW)
-        GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
         STATS.reset()
-        with CudaGLBuffer(buf, nbytes, label="test") as shared:
+        with CudaGLBuffer(buf.glo, buf.nbytes, label="test") as shared:
             shared.write(a, byte_offset=n * 4)  # the middle third; the rest must survive
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -806,40 +663,54 @@ def test_real_buffer_write_reads_back_through_gl(egl_canvas):
             assert (STATS.maps, STATS.copies) == (2, 3)
             assert STATS.bytes_device_to_device == n * 4 + 2 * (n // 2) * 4
             # no torch.cuda.synchronize(): unmap orders the copies before later GL commands
-            out = np.empty(3 * n, dtype=np.float32)
-            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, buf)
-            GL.glGetBufferSubData(GL.GL_ARRAY_BUFFER, 0, nbytes, out.ctypes.data_as(ctypes.c_void_p))
-            GL.glBindBuffer(GL.GL_ARRAY_BUFFER, 0)
-        expected = sentinel.copy()
-        expected[n : 2 * n] = a.cpu().numpy()
-        expected[: n // 2] = b[: n // 2].cpu().numpy()
-        expected[2 * n : 2 * n + n // 2] = c[: n // 2].cpu().numpy()
-        np.testing.assert_array_equal(out, expected)
+            out = buf.read(0, buf.nbytes, np.float32)
     finally:
-        GL.glDeleteBuffers(1, [buf])
+        buf.delete()
+    expected = sentinel.copy()
+    expected[n : 2 * n] = a.cpu().numpy()
+    expected[: n // 2] = b[: n // 2].cpu().numpy()
+    expected[2 * n : 2 * n + n // 2] = c[: n // 2].cpu().numpy()
+    np.testing.assert_array_equal(out, expected)
 
 
 @pytest.mark.cuda
-def test_real_texture_write_reads_back_through_gl(egl_canvas):
-    import numpy as np
-    from OpenGL import GL
+def test_real_live_upload_copies_a_cuda_slot_into_the_cloud(cuda_ctx, tiny_net):
+    """The path a live viewer takes: a CUDA slot, choose_upload picks interop, present() copies into the
+    cloud's values and channel-means buffers, and GL reads back exactly the slot's numbers."""
+    import time
 
-    width, height = 37, 11  # odd sizes: rows are not padded for float data
-    src = torch.randn(height, width, device="cuda")
-    tex = int(GL.glGenTextures(1))
+    import numpy as np
+
+    from glnet.capture import capture
+    from glnet.gpu.cloud import NeuronCloud, layer_offsets
+    from glnet.layout import layout_for
+    from glnet.live.handover import Slots
+    from glnet.live.upload import PATH_INTEROP, choose_upload
+
+    cuda_ctx.make_current()
+    layout = layout_for(capture(tiny_net, torch.randn(1, 3, 16, 16)), weights=False)
+    counts = [s.count for s in layout.slabs]
+    offsets, nbytes = layer_offsets(counts)  # each layer's byte offset in a slot
+    device = torch.device("cuda", torch.cuda.current_device())
+    slots = Slots(1, nbytes // 4, device)
+    flat = torch.randn(nbytes // 4, device=device)
+    slots.write(0, flat)
+    cloud = NeuronCloud(cuda_ctx, layout)
+    up, why = choose_upload(cloud, slots, offsets, counts, prefer="interop")
     try:
-        GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
-        GL.glTexImage2D(GL.GL_TEXTURE_2D, 0, GL.GL_R32F, width, height, 0, GL.GL_RED, GL.GL_FLOAT, None)
-        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MIN_FILTER, GL.GL_NEAREST)
-        GL.glTexParameteri(GL.GL_TEXTURE_2D, GL.GL_TEXTURE_MAG_FILTER, GL.GL_NEAREST)
-        GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        with CudaGLTexture(tex, width, height, label="test") as shared:
-            shared.write(src)
-            out = np.empty((height, width), dtype=np.float32)
-            GL.glBindTexture(GL.GL_TEXTURE_2D, tex)
-            GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 4)
-            GL.glGetTexImage(GL.GL_TEXTURE_2D, 0, GL.GL_RED, GL.GL_FLOAT, out.ctypes.data_as(ctypes.c_void_p))
-            GL.glBindTexture(GL.GL_TEXTURE_2D, 0)
-        np.testing.assert_array_equal(out, src.cpu().numpy())
+        assert up.name == PATH_INTEROP, why
+        up.present(0)
+        deadline = time.monotonic() + 10
+        while not up.reclaim() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        host = flat.cpu().numpy()
+        for k, s in enumerate(layout.slabs):
+            mine = host[offsets[k] // 4 : offsets[k] // 4 + s.count]
+            np.testing.assert_array_equal(cloud.read_values(k), mine)
+            agg, size = cloud.aggregate_range(k)
+            means = cloud.aggregates.read(agg, size, np.float32)
+            np.testing.assert_allclose(means, mine.reshape(s.grid[0], -1).mean(axis=1), rtol=1e-5, atol=1e-6)
+        assert up.bytes_device_to_host == 0
     finally:
-        GL.glDeleteTextures(1, [tex])
+        up.close()
+        cloud.close()

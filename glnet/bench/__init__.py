@@ -4,7 +4,8 @@ Every renderer draws the same workload (:mod:`~glnet.bench.workloads`: a synthet
 exactly N neurons, or a model's real activations) from the same camera at the same size; the harness
 (:mod:`~glnet.bench.harness`) times warm-up and timed frames and reports p50/p95 frame time, points per
 second, GPU bytes per point (framebuffers excluded), upload GB/s and the speed-up over the VisPy peer
-(:mod:`~glnet.bench.peers.vispy_markers`). A :class:`BenchResult` writes JSON (:mod:`~glnet.bench.schema`,
+(:mod:`~glnet.bench.peers.vispy_markers`), with pygfx ``Points`` as an optional second peer
+(:mod:`~glnet.bench.peers.pygfx_points`). A :class:`BenchResult` writes JSON (:mod:`~glnet.bench.schema`,
 validated with ``jsonschema``), a terminal or markdown table and a plot (:mod:`~glnet.bench.report`).
 Nothing here imports OpenGL at module import: parsing and validation work without a GL driver.
 """
@@ -12,6 +13,7 @@ Nothing here imports OpenGL at module import: parsing and validation work withou
 from __future__ import annotations
 
 from .harness import (
+    AUTO,
     CAMERA,
     DEFAULT_BUDGET_S,
     DEFAULT_FRAMES,
@@ -25,7 +27,7 @@ from .harness import (
 )
 from .machine import machine_info
 from .results import BenchResult, Case
-from .schema import BENCH_SCHEMA, MARKERS, RENDERERS, SCHEMA_VERSION, BenchSchemaError, validate
+from .schema import BENCH_SCHEMA, MARKERS, PEERS, PYGFX, RENDERERS, SCHEMA_VERSION, BenchSchemaError, validate
 from .workloads import (
     MAX_POINTS,
     SEED,
@@ -38,6 +40,7 @@ from .workloads import (
 )
 
 __all__ = [
+    "AUTO",
     "BENCH_SCHEMA",
     "CAMERA",
     "DEFAULT_BUDGET_S",
@@ -46,6 +49,8 @@ __all__ = [
     "MARKERS",
     "MAX_POINTS",
     "MIN_TIMED_FRAMES",
+    "PEERS",
+    "PYGFX",
     "RENDERERS",
     "SCHEMA_VERSION",
     "SEED",

@@ -18,18 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
 from ..errors import InputError, OutOfMemoryError
 from .machine import machine_info
 from .results import BenchResult, Case
-from .schema import MARKERS, RENDERERS
+from .schema import MARKERS, PEERS, PYGFX, RENDERERS
 from .workloads import SEED, Workload, model_workload, parse_points, synthetic_workload
 
 if TYPE_CHECKING:
     from ..camera import Camera
     from ..gpu.context import GLContext
+    from .peers.pygfx_points import PygfxAdapter
 
 __all__ = [
+    "AUTO",
     "CAMERA",
     "DEFAULT_BUDGET_S",
     "DEFAULT_FRAMES",
@@ -50,6 +53,7 @@ DEFAULT_WARMUP = 2
 DEFAULT_BUDGET_S = 10.0
 UPLOAD_REPEATS = 3
 CAMERA = "overview"
+AUTO = "auto"  # every renderer that can run here; optional peers that cannot are skipped with a note
 # Host bytes per point VisPy Markers needs while its data is built and sent (positions, colours, sizes, its
 # 56-byte interleaved record, the queued copy): cases that would not fit in memory are skipped, not run.
 MARKERS_HOST_BYTES_PER_POINT = 200
@@ -166,6 +170,8 @@ class _Plan:
     markers_max_points: int | None
     images: Path | None
     say: Callable[[str], None]
+    unavailable: tuple[tuple[str, str], ...] = ()  # (renderer, why) of optional peers ``auto`` left out
+    pygfx: PygfxAdapter | None = None
 
 
 # -- the renderers -------------------------------------------------------------------------------------------
@@ -198,6 +204,9 @@ def _bench_glnet(
         for name in renderers:
             plan.say(f"{name}: {work.points:,} points at {size[0]}x{size[1]}")
             scene = SceneRenderer(ctx, cloud, name)
+            if name == "torch":  # it draws from tensors where they live: on the GPU when there is one
+                dev = "cuda" if torch.cuda.is_available() else "cpu"
+                scene.use_values([v.to(dev) for v in work.values])
             scene.show_panels = False  # the points alone: what every renderer in the comparison draws
             scene.show_edges = False
             try:
@@ -252,6 +261,39 @@ def _bench_markers(ctx: GLContext, work: Workload, camera: Camera, plan: _Plan) 
         )
 
 
+def _bench_pygfx(work: Workload, camera: Camera, plan: _Plan) -> Case:
+    """The pygfx Points peer on the same workload, camera and size (a frame ends in reading it back)."""
+    from .peers.pygfx_points import PygfxPoints
+
+    width, height = plan.size
+    with PygfxPoints(work, camera, plan.size) as peer:
+        timing = time_frames(peer.frame, plan.frames, plan.warmup, plan.budget_s)
+        image = _save_image(peer, plan.images, work, PYGFX)
+        return make_case(
+            PYGFX,
+            work,
+            plan.size,
+            timing,
+            gpu_bytes=peer.gpu_bytes,
+            frame_bytes=width * height * 8,
+            upload_bytes=peer.gpu_bytes,
+            upload_ms=peer.upload_ms,
+            image=image,
+        )
+
+
+def _probe_pygfx(auto: bool) -> tuple[PygfxAdapter | None, str | None]:
+    """The pygfx peer's adapter, or (``auto`` only) why it cannot run; explicitly chosen, it raises."""
+    from .peers.pygfx_points import PygfxUnavailableError, probe
+
+    try:
+        return probe(), None
+    except PygfxUnavailableError as e:
+        if not auto:
+            raise
+        return None, str(e)
+
+
 def _markers_skip_reason(work: Workload, plan: _Plan) -> str | None:
     from ..models import available_memory
 
@@ -271,7 +313,7 @@ def run_bench(
     model: str | None = None,
     size: tuple[int, int] = (1280, 720),
     frames: int = DEFAULT_FRAMES,
-    renderers: Sequence[str] = RENDERERS,
+    renderers: Sequence[str] | str | None = None,
     warmup: int = DEFAULT_WARMUP,
     *,
     budget_s: float = DEFAULT_BUDGET_S,
@@ -285,8 +327,10 @@ def run_bench(
     Every renderer of a workload sees the same points, ``overview`` camera and ``size``. ``frames`` timed
     frames follow ``warmup`` frames, cut short once a case has used ``budget_s`` (never under
     ``MIN_TIMED_FRAMES``). Markers is skipped (and the skip recorded) above ``markers_max_points`` or when it
-    would not fit in host memory. ``images``: a folder to save each case's last frame in (PNG), to compare
-    renderers by eye. ``ctx``: an existing GL context (else one is made and closed).
+    would not fit in host memory. ``renderers``: names, or None / ``"auto"`` for every renderer that can run
+    here (an optional peer that cannot is skipped with a note; named explicitly, it raises an InputError).
+    ``images``: a folder to save each case's last frame in (PNG), to compare renderers by eye. ``ctx``: an
+    existing GL context (else one is made and closed).
     """
     from ..gpu.context import configure_platform, context_or_new
     from ..inputs import check_side
@@ -294,7 +338,14 @@ def run_bench(
     if points is None and model is None:
         points = [1_000_000]
     pts = parse_points(points) if points is not None else []
-    names = parse_renderers(renderers)
+    auto = renderers is None or renderers == AUTO
+    names = parse_renderers(RENDERERS if auto else renderers)  # type: ignore[arg-type]
+    pygfx, unavailable = None, ()
+    if PYGFX in names:
+        pygfx, why = _probe_pygfx(auto)
+        if why is not None:
+            names.remove(PYGFX)
+            unavailable = ((PYGFX, why),)
     width, height = check_side(size[0], "width"), check_side(size[1], "height")
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise InputError(f"frames must be a positive integer, not {frames!r}")
@@ -310,10 +361,17 @@ def run_bench(
         markers_max_points,
         Path(images) if images is not None else None,
         progress or (lambda _msg: None),
+        unavailable,
+        pygfx,
     )
+    for name, why in unavailable:
+        plan.say(f"note: skipping {name}: {why}")
     configure_platform(headless=True)
     with context_or_new(ctx) as ctx:
         machine = machine_info(ctx.info)
+        if pygfx is not None:
+            machine.update(pygfx.machine_info())
+            machine["versions"].update(pygfx.versions)
         load = machine["load_average"]
         if load and load[0] > 0.5 * machine["cpu_cores"]:
             plan.say(f"note: load average {load[0]:g} on {machine['cpu_cores']} cores: timings will be noisy")
@@ -352,7 +410,7 @@ def _run_workload(
     )
     camera = named_camera(CAMERA, work.layout, plan.size[0] / plan.size[1])
     plan.say(f"{work.name}: {work.points:,} points in {len(work.layout.slabs)} layers")
-    ours = [n for n in names if n != MARKERS]
+    ours = [n for n in names if n not in PEERS]
     cases = {}
     if ours:
         try:
@@ -372,11 +430,25 @@ def _run_workload(
         else:
             plan.say(f"{MARKERS}: {work.points:,} points at {plan.size[0]}x{plan.size[1]}")
             cases[MARKERS] = _bench_markers(ctx, work, camera, plan)
+    if plan.pygfx is not None and PYGFX in names:
+        from .peers.pygfx_points import skip_reason
+
+        reason = skip_reason(work, plan.pygfx)
+        if reason:
+            result.skipped.append(
+                {"renderer": PYGFX, "workload": work.name, "points": work.points, "reason": reason}
+            )
+        else:
+            plan.say(f"{PYGFX}: {work.points:,} points at {plan.size[0]}x{plan.size[1]} on {plan.pygfx.name}")
+            cases[PYGFX] = _bench_pygfx(work, camera, plan)
+    for name, why in plan.unavailable:
+        result.skipped.append({"renderer": name, "workload": work.name, "points": work.points, "reason": why})
     base = cases.get(MARKERS)
     for n in names:
         c = cases.get(n)
         if c is None:
             continue
         if base is not None:
-            c = replace(c, ratio_vs_markers=round(base.frame_ms_p50 / c.frame_ms_p50, 3))
+            ratio = base.frame_ms_p50 / c.frame_ms_p50  # 4 significant digits: a slow peer's is below 0.1
+            c = replace(c, ratio_vs_markers=float(f"{ratio:.4g}"))
         result.cases.append(c)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InputError
-from .schema import MARKERS
+from .schema import MARKERS, PYGFX
 
 if TYPE_CHECKING:
     from .results import BenchResult
@@ -62,7 +62,8 @@ def table(result: BenchResult) -> str:
         f"glnet bench  ·  {m['gl_renderer']} (OpenGL {m['gl_version']})  ·  GPU {m['gpu'] or 'none'}  ·  "
         f"{m['cpu']} ({m['cpu_cores']} cores"
         + (f", load {m['load_average'][0]:g}" if m.get("load_average") else "")
-        + ")",
+        + ")"
+        + (f"  ·  {PYGFX} on {m['wgpu_adapter']} ({m['wgpu_backend']})" if m.get("wgpu_adapter") else ""),
         f"camera {s['camera']}  ·  up to {s['frames']} timed frames after "
         f"{s['warmup']} warm-up, {s['budget_s']:g} s budget per case",
     ]
@@ -85,7 +86,12 @@ def markdown(result: BenchResult) -> str:
     out = [
         f"Measured {result.created[:10]} on {m['gl_renderer']} (OpenGL {m['gl_version']}), GPU "
         f"{m['gpu'] or 'none'}, {m['cpu']} ({m['cpu_cores']} cores); "
-        f"{s['width']}x{s['height']}, camera `{s['camera']}`, "
+        + (
+            f"{PYGFX} on {m['wgpu_adapter']} ({m['wgpu_backend']}, readback each frame); "
+            if m.get("wgpu_adapter")
+            else ""
+        )
+        + f"{s['width']}x{s['height']}, camera `{s['camera']}`, "
         f"p50/p95 of up to {s['frames']} frames after {s['warmup']} warm-up "
         "(glFinish each frame).",
         "",
@@ -114,7 +120,7 @@ def plot(result: BenchResult, path: str | os.PathLike[str]) -> Path:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     kinds = {w["name"]: w["kind"] for w in result.settings["workloads"]}
-    colours = {"instanced": "tab:blue", "compute": "tab:orange", MARKERS: "tab:grey"}
+    colours = {"instanced": "tab:blue", "compute": "tab:orange", MARKERS: "tab:grey", PYGFX: "tab:green"}
     for renderer in result.settings["renderers"]:
         mine = sorted((c for c in result.cases if c.renderer == renderer), key=lambda c: c.points)
         synth = [c for c in mine if kinds.get(c.workload) == "synthetic"]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import report
-from .schema import MARKERS, SCHEMA_VERSION, validate
+from .schema import PEERS, SCHEMA_VERSION, validate
 
 __all__ = ["BenchResult", "Case"]
 
@@ -80,7 +80,7 @@ class BenchResult:
 
     def ratios(self) -> list[tuple[Case, float]]:
         """(glnet case, speed-up over Markers on the same workload) wherever Markers ran."""
-        return [(c, c.ratio_vs_markers) for c in self.cases if c.renderer != MARKERS and c.ratio_vs_markers]
+        return [(c, c.ratio_vs_markers) for c in self.cases if c.renderer not in PEERS and c.ratio_vs_markers]
 
     def table(self) -> str:
         """A plain-text table for a terminal, headed by the machine; ``*`` marks cases cut by the budget."""

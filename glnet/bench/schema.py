@@ -13,11 +13,22 @@ from jsonschema import Draft202012Validator, exceptions, validators
 
 from ..errors import InputError
 
-__all__ = ["BENCH_SCHEMA", "MARKERS", "RENDERERS", "SCHEMA_VERSION", "BenchSchemaError", "validate"]
+__all__ = [
+    "BENCH_SCHEMA",
+    "MARKERS",
+    "PEERS",
+    "PYGFX",
+    "RENDERERS",
+    "SCHEMA_VERSION",
+    "BenchSchemaError",
+    "validate",
+]
 
 SCHEMA_VERSION = 1
 MARKERS = "vispy-markers"
-RENDERERS = ("instanced", "compute", MARKERS)
+PYGFX = "pygfx-points"  # an optional extra (glnet[peers]): pygfx Points on a Vulkan adapter
+PEERS = (MARKERS, PYGFX)  # other libraries' renderers; the rest are glnet's
+RENDERERS = ("instanced", "compute", "torch", MARKERS, PYGFX)
 
 _NUM = {"type": "number", "minimum": 0}
 _POS = {"type": "number", "exclusiveMinimum": 0}
@@ -51,6 +62,10 @@ BENCH_SCHEMA: dict[str, Any] = {
                 "gl_vendor": {"type": "string"},
                 "gl_software": {"type": "boolean"},
                 "gpu": _STR_OR_NULL,
+                "wgpu_adapter": {"type": "string"},  # the pygfx peer's adapter, when it ran
+                "wgpu_backend": {"type": "string"},
+                "wgpu_adapter_type": {"type": "string"},
+                "wgpu_driver": {"type": "string"},
                 "versions": {"type": "object", "additionalProperties": _STR_OR_NULL},
             },
         },

@@ -1,12 +1,15 @@
 """The neuron cloud on the GPU: one buffer of values (4 bytes a neuron), the colour table, weight atlases.
 
 Layers sit back to back in the values buffer, each starting on a 256-byte boundary so it can be bound as a
-storage range of its own (llvmpipe caps one binding at 128 MiB; a layer is far smaller). Nothing else is
-stored per neuron: positions come from the layout table in the shaders.
+storage range of its own (a layer larger than the driver's binding limit, 128 MiB on llvmpipe, is bound in
+parts: :func:`glnet.render.frame.draw_parts`). Nothing else is stored per neuron: positions come from the
+layout table in the shaders.
 
-Values arrive as a *frame-set*: one tensor per layer, packed on their own device into one flat array and
-sent in one upload on the next :meth:`NeuronCloud.flush` (render thread). On CUDA with interop the packed
-tensor is copied device-to-device into the GL buffer instead (:mod:`glnet.gpu.interop`).
+Values arrive as a *frame-set*: one tensor per layer. Host tensors are queued as they are, layer by layer, and
+sent straight from their memory on the next :meth:`NeuronCloud.flush` (render thread): no packed copy of the
+cloud is made (only a layer that is not float32 and contiguous is converted, on its own). CUDA tensors are
+packed on their device and brought to the host once; live training copies CUDA frames device-to-device into
+:attr:`NeuronCloud.values` itself (:mod:`glnet.live.upload`, CUDA-GL interop).
 """
 
 from __future__ import annotations
@@ -135,7 +138,6 @@ class NeuronCloud:
         self._lock = threading.Lock()
         self._pending_ranges: list[ValueRange] | None = None
         self.frame_sets = 0
-        self._sink = None  # a CUDA-GL interop writer, when attached
 
     @property
     def neurons_on_gpu(self) -> int:
@@ -159,34 +161,42 @@ class NeuronCloud:
     def set_values(self, values: Sequence[torch.Tensor], ranges: Sequence[ValueRange] | None = None) -> None:
         """Queue a frame-set (one tensor per layer, any device); ranges computed on that device if not given.
 
-        Thread-safe and GL-free: the upload happens in :meth:`flush` on the render thread.
+        Thread-safe and GL-free: the upload happens in :meth:`flush` on the render thread, which reads host
+        float32 tensors in place (do not write them before then; the newest state wins).
         """
         self.check(values)
         if ranges is None:
             ranges = [robust_range(v) for v in values]
-        full = [v for i, v in enumerate(values) if i not in self.forced]
-        offsets = [o for i, o in enumerate(self.offsets) if i not in self.forced]
-        flat = pack_values(full, offsets, self.nbytes) if full else None
-        if flat is not None and self._sink is not None and flat.is_cuda:
-            self._sink.stage(flat)
-        elif flat is not None:
-            self.values.update_range(flat.cpu(), 0)
+        full = [
+            (v, o) for i, (v, o) in enumerate(zip(values, self.offsets, strict=True)) if i not in self.forced
+        ]
+        if full and full[0][0].is_cuda:
+            flat = pack_values([v for v, _ in full], [o for _, o in full], self.nbytes)
+            self.values.update_range(flat.cpu(), 0)  # one host copy, for one upload
+        elif full:
+            self._queue_layers(full)
         means = pack_values([channel_means(v) for v in values], self.agg_offsets, self.aggregates.nbytes)
         self.aggregates.update_range(means.cpu(), 0)
         with self._lock:
             self._pending_ranges = list(ranges)
 
-    def attach_interop(self, sink: object) -> None:
-        """Route CUDA frame-sets through ``sink``: ``stage(tensor)`` now, ``flush()`` on the render thread."""
-        self._sink = sink
+    def _queue_layers(self, layers: Sequence[tuple[torch.Tensor, int]]) -> None:
+        """Queue each layer from its own memory (float32 on the host) and zeros for the padding between."""
+        at = 0
+        for v, off in layers:
+            if off > at:
+                self.values.update_range(np.zeros(off - at, np.uint8), at)
+            flat = v.detach().reshape(-1).to("cpu", torch.float32).contiguous()
+            self.values.update_range(flat, off)
+            at = off + flat.numel() * BYTES_PER_NEURON
+        if self.nbytes > at:
+            self.values.update_range(np.zeros(self.nbytes - at, np.uint8), at)
 
     def flush(self) -> int:
         """Upload what was queued (context current, render thread); returns bytes sent."""
         with self._lock:
             ranges, self._pending_ranges = self._pending_ranges, None
         sent = self.values.flush() + self.aggregates.flush()
-        if self._sink is not None:
-            sent += int(self._sink.flush())
         if ranges is not None:
             for layer, r in zip(self.layers, ranges, strict=True):
                 layer.range = r
@@ -260,6 +270,3 @@ class NeuronCloud:
         self.values.delete()
         self.aggregates.delete()
         self.lut.delete()
-        if self._sink is not None and hasattr(self._sink, "close"):
-            self._sink.close()
-            self._sink = None

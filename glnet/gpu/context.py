@@ -90,9 +90,10 @@ class GLInfo:
     major: int
     minor: int
     max_texture_size: int
-    max_ssbo_block_size: int
+    max_ssbo_block_size: int  # bytes one storage binding may span: larger layers are bound in parts
     ssbo_offset_alignment: int
     max_point_size: float
+    max_compute_work_group_count: tuple[int, int, int] = (65535, 65535, 65535)  # per dispatch, x y z
 
     @property
     def compute(self) -> bool:
@@ -104,6 +105,16 @@ class GLInfo:
         """A CPU rasterizer (Mesa llvmpipe/softpipe/swrast)."""
         r = self.renderer.lower()
         return any(k in r for k in ("llvmpipe", "softpipe", "swrast", "software"))
+
+
+def _integer64(name: int) -> int:
+    """A limit that may exceed 32 bits (PyOpenGL returns garbage for glGetInteger64v without an array)."""
+    import numpy as np
+    from OpenGL import GL
+
+    out = np.zeros(1, np.int64)
+    GL.glGetInteger64v(name, out)
+    return int(out[0])
 
 
 def _query_info() -> GLInfo:
@@ -128,11 +139,16 @@ def _query_info() -> GLInfo:
         major=major,
         minor=minor,
         max_texture_size=int(GL.glGetIntegerv(GL.GL_MAX_TEXTURE_SIZE)),
-        max_ssbo_block_size=int(GL.glGetIntegerv(GL.GL_MAX_SHADER_STORAGE_BLOCK_SIZE)) if compute else 0,
+        max_ssbo_block_size=_integer64(GL.GL_MAX_SHADER_STORAGE_BLOCK_SIZE) if compute else 0,
         ssbo_offset_alignment=int(GL.glGetIntegerv(GL.GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT))
         if compute
         else 0,
         max_point_size=float(GL.glGetFloatv(GL.GL_POINT_SIZE_RANGE)[1]),
+        max_compute_work_group_count=tuple(  # type: ignore[arg-type]
+            int(GL.glGetIntegeri_v(GL.GL_MAX_COMPUTE_WORK_GROUP_COUNT, i)[0]) for i in range(3)
+        )
+        if compute
+        else (0, 0, 0),
     )
 
 
@@ -149,6 +165,8 @@ class GLContext:
         self._garbage: list[tuple[str, int]] = []
         self._garbage_lock = threading.Lock()
         self.closed = False
+        self.egl_device: int | None = None  # the EGL device of an offscreen context (None: platform default)
+        self.egl_device_why = ""
         self.make_current()
         self.info = _query_info()
         if (self.info.major, self.info.minor) < self.REQUIRED:
@@ -161,18 +179,30 @@ class GLContext:
         self.max_texture_size = self.info.max_texture_size  # tests lower this to exercise tiling
 
     @classmethod
-    def offscreen(cls) -> GLContext:
-        """A headless context through EGL (Mesa here; the NVIDIA driver on a GPU machine)."""
+    def offscreen(cls, *, gl_device: int | None = None, cuda_device: Any = None) -> GLContext:
+        """A headless context through EGL (Mesa here; the NVIDIA driver on a GPU machine).
+
+        On NVIDIA it goes on the GPU of ``cuda_device`` (the tensors' device; default CUDA device 0), or on
+        EGL device ``gl_device`` (``glnet info`` lists them); see :mod:`glnet.gpu.egl`.
+        """
         configure_platform(headless=True)
         try:
             from vispy import app
 
             application = app.use_app("egl")
-            canvas = app.Canvas(size=(16, 16), show=False, app=application, title="glnet")
         except Exception as e:  # vispy reports a missing libEGL/driver in many shapes
             raise GLUnavailableError(f"no usable OpenGL through EGL ({_short(e)}): {_INSTALL_HINT}") from e
+        from .egl import select_display
+
+        choice = select_display(gl_device=gl_device, cuda_device=cuda_device)
         try:
-            return cls(canvas)
+            canvas = app.Canvas(size=(16, 16), show=False, app=application, title="glnet")
+        except Exception as e:
+            raise GLUnavailableError(f"no usable OpenGL through EGL ({_short(e)}): {_INSTALL_HINT}") from e
+        try:
+            ctx = cls(canvas)
+            ctx.egl_device, ctx.egl_device_why = choice.index, choice.why
+            return ctx
         except GLUnavailableError:
             raise
         except Exception as e:

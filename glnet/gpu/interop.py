@@ -1,6 +1,6 @@
 """CUDA-OpenGL buffer sharing: copy activations from CUDA tensors into GL objects without a host trip.
 
-A GL buffer (or 2-D texture) is registered with CUDA once; each update maps it on a torch CUDA
+A GL buffer is registered with CUDA once; each update maps it on a torch CUDA
 stream, copies device-to-device with ``cudaMemcpyAsync`` and unmaps it. Map and unmap are the
 synchronisation points CUDA documents: GL work issued before the map finishes before the copy
 starts, and the copy finishes before GL work issued after the unmap; the host never waits.
@@ -36,15 +36,11 @@ if TYPE_CHECKING:
 __all__ = [
     "STATS",
     "CudaGLBuffer",
-    "CudaGLTexture",
     "InteropStats",
     "interop_status",
 ]
 
 _R = TypeVar("_R", bound="_Registered")
-
-#: ``GL_TEXTURE_2D``, spelled out so this module needs no OpenGL import.
-_GL_TEXTURE_2D = 0x0DE1
 
 _INSTALL_HINT = "pip install glnet[cuda]"
 
@@ -207,7 +203,7 @@ def _gl_hint() -> str:
     where = f"the current GL context is {vendor!r}" if vendor else "no GL context could be queried"
     return (
         f"; {where}: CUDA can only register objects of an NVIDIA OpenGL context that is current on "
-        "this thread and on the same GPU as the tensors (with EGL, pick the NVIDIA EGL device)"
+        "this thread and on the same GPU as the tensors (glnet info lists EGL devices, --gl-device picks one)"
     )
 
 
@@ -287,7 +283,7 @@ def _check_tensor(tensor: Any, device: int, what: str) -> int:
 
 
 class _Registered:
-    """What buffers and textures share: the registration, the device, stream choice and closing."""
+    """A GL object registered with CUDA: the registration, the device, stream choice and closing."""
 
     _kind = "object"
 
@@ -508,82 +504,3 @@ class CudaGLBuffer(_Registered):
                 )
                 STATS._count_copy(nbytes)
                 self._keep_alive(tensor, torch_stream, stream is not None)
-
-
-# -- Textures
-
-
-class CudaGLTexture(_Registered):
-    """A GL 2D texture (e.g. GL_R32F) registered with CUDA; write() copies a 2-D CUDA tensor into it."""
-
-    _kind = "texture"
-
-    def __init__(self, gl_texture: int, width: int, height: int, *, label: str = "") -> None:
-        """Register ``gl_texture`` (target ``GL_TEXTURE_2D``, level 0 already allocated as GL_R32F).
-
-        Registered with ``WriteDiscard``: every :meth:`write` replaces the whole level-0 image, so
-        CUDA need not preserve the old contents (other mip levels are not preserved either).
-        """
-        _positive_int(gl_texture, "gl_texture")
-        self.width = _positive_int(width, "width")
-        self.height = _positive_int(height, "height")
-        super().__init__(gl_texture, label)
-        self._format_checked = False
-        flags = self._rt.cudaGraphicsRegisterFlags.cudaGraphicsRegisterFlagsWriteDiscard
-        self._register("cudaGraphicsGLRegisterImage", gl_texture, _GL_TEXTURE_2D, flags)
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"cuda:{self.device}"
-        return f"<CudaGLTexture gl={self.gl_name} {self.width}x{self.height} {self.label!r} {state}>"
-
-    def _check_array(self, array: Any) -> None:
-        """Once: the mapped CUDA array must be one 32-bit float channel of width x height."""
-        rt = self._rt
-        desc, extent, _flags = _call(rt, self._what, "cudaArrayGetInfo", array)
-        float_kind = int(rt.cudaChannelFormatKind.cudaChannelFormatKindFloat)
-        if (int(desc.x), int(desc.y), int(desc.z), int(desc.w), int(desc.f)) != (32, 0, 0, 0, float_kind):
-            raise ValueError(f"{self._what}: the GL texture is not single-channel 32-bit float (GL_R32F)")
-        if (int(extent.width), int(extent.height)) != (self.width, self.height):
-            raise ValueError(
-                f"{self._what}: the GL texture is {int(extent.width)}x{int(extent.height)}, "
-                f"not the {self.width}x{self.height} it was registered as"
-            )
-        self._format_checked = True
-
-    def write(self, tensor: torch.Tensor, stream: torch.cuda.Stream | None = None) -> None:
-        """Copy a contiguous float32 CUDA tensor of shape (height, width) into texture level 0."""
-        import torch
-
-        nbytes = _check_tensor(tensor, self.device, self._what)
-        if tensor.dtype != torch.float32:
-            raise ValueError(f"{self._what}: the tensor must be float32, got {tensor.dtype}")
-        if tuple(tensor.shape) != (self.height, self.width):
-            raise ValueError(
-                f"{self._what}: the tensor must have shape (height, width) = ({self.height}, {self.width}), "
-                f"got {tuple(tensor.shape)}"
-            )
-        if self._resource is None:
-            raise RuntimeError(f"{self._what} is closed")
-        torch_stream, handle = self._stream(stream)
-        rt = self._rt
-        row = self.width * 4  # bytes per row, source pitch == row width since contiguous
-        with self._map(handle):
-            array = _call(rt, self._what, "cudaGraphicsSubResourceGetMappedArray", self._resource, 0, 0)
-            if not self._format_checked:
-                self._check_array(array)
-            _call(
-                rt,
-                self._what,
-                "cudaMemcpy2DToArrayAsync",
-                array,
-                0,
-                0,
-                int(tensor.data_ptr()),
-                row,
-                row,
-                self.height,
-                rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice,
-                handle,
-            )
-            STATS._count_copy(nbytes)
-            self._keep_alive(tensor, torch_stream, stream is not None)

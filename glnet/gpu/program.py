@@ -13,7 +13,33 @@ from .shaders import load_shader
 if TYPE_CHECKING:
     from .context import GLContext
 
-__all__ = ["Program", "ShaderError"]
+__all__ = ["MAX_DISPATCH_INVOCATIONS", "Program", "ShaderError", "plan_dispatch"]
+
+MAX_DISPATCH_INVOCATIONS = 1 << 31  # per dispatch, so a shader's flat index (plus its base) fits 32 bits
+
+
+def plan_dispatch(
+    invocations: int, local_size: int, max_groups: tuple[int, ...]
+) -> list[tuple[int, int, int]]:
+    """Dispatches covering ``invocations``: ``(first invocation, groups x, groups y)`` each, within the
+    driver's work-group counts (``GL_MAX_COMPUTE_WORK_GROUP_COUNT``) and ``MAX_DISPATCH_INVOCATIONS``."""
+    if not 0 <= invocations < 1 << 32:
+        raise ValueError(f"{invocations} invocations: a dispatch's indices must fit 32 bits")
+    gx_max, gy_max = int(max_groups[0]), int(max_groups[1])
+    if gx_max < 1 or gy_max < 1:
+        raise ValueError(f"no compute work groups allowed ({max_groups})")
+    cap = min(gx_max * gy_max, MAX_DISPATCH_INVOCATIONS // local_size)  # groups in one dispatch
+    width = min(gx_max, cap)
+    chunk = cap // width * width * local_size  # whole rows of groups, so no two dispatches overlap
+    out = []
+    for first in range(0, invocations, chunk):
+        groups = -(-min(chunk, invocations - first) // local_size)
+        gx = min(groups, width)
+        rows, rest = divmod(groups, gx)
+        out.append((first, gx, rows))
+        if rest:  # the last, partial row of groups: no index past the run's last group
+            out.append((first + rows * gx * local_size, rest, 1))
+    return out
 
 
 class ShaderError(RuntimeError):
@@ -131,15 +157,16 @@ class Program(GLObject):
         return self
 
     def dispatch(self, invocations: int) -> None:
-        """Run at least ``invocations`` compute invocations as a 2-D grid of work groups.
+        """Run at least ``invocations`` compute invocations as 2-D grids of work groups (program in use).
 
-        Shaders rebuild the flat index as ``(group.y * groups.x + group.x) * local_size + local``.
+        Past the driver's work-group counts the run is split into several dispatches; each sets
+        ``u_invocation_base``, and shaders rebuild the index with ``invocation_id()`` (``dispatch.glsl``).
         """
         from OpenGL import GL
 
-        per = self.local_size[0]
-        groups = -(-invocations // per)
-        if groups == 0:
-            return
-        gx = min(groups, 32768)
-        GL.glDispatchCompute(gx, -(-groups // gx), 1)
+        plan = plan_dispatch(invocations, self.local_size[0], self.ctx.info.max_compute_work_group_count)
+        if len(plan) > 1 and not self.has("u_invocation_base"):
+            raise ValueError(f"{invocations} invocations need several dispatches; {self.label} has no base")
+        for first, gx, gy in plan:
+            self.set(u_invocation_base=first)
+            GL.glDispatchCompute(gx, gy, 1)

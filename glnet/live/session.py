@@ -101,6 +101,7 @@ class Live:
         say: Callable[[str], None] | None = None,
         start_timeout: float = 180.0,
         labels: Sequence[str] | None = None,
+        gl_device: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
             raise InputError("glnet.live needs a torch nn.Module (TorchScript modules take no hooks)")
@@ -134,6 +135,7 @@ class Live:
         self.say = say or say_stderr
         self.start_timeout = start_timeout
         self.labels = list(labels) if labels is not None else None  # class names for the top-5
+        self.gl_device = gl_device  # the EGL device a headless viewer renders on (default: the model's GPU)
         self.stats = LiveStats()
         self.note = ""
         self.stop_reason = ""
@@ -175,6 +177,8 @@ class Live:
 
         if self.headless is None:
             self.headless = not has_display()
+        if self.gl_device is not None and not self.headless:
+            raise InputError("gl_device picks a headless viewer's GPU; a window draws on its display's GPU")
         model = self.model
         device = model_device(model)
         check_update_path(self.prefer_path, device)
@@ -230,6 +234,8 @@ class Live:
             hold=self.hold,
             panels=self._panels,
             labels=self.labels,
+            cuda_device=slots.device.index if slots.device.type == "cuda" else None,  # a tensor's: never None
+            gl_device=self.gl_device,
         )
         self._viewer = ViewerProcess(spec, slots)
         self._viewer_alive = True

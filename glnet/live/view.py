@@ -78,6 +78,7 @@ class LiveView:
     def present(self, i: int, meta: FrameMeta) -> None:
         """Move slot ``i`` (the frame of ``meta``) into the cloud."""
         self.upload.present(i, meta.mode)
+        self.vis.scene.use_values(None)  # the frame is in the GL buffer now, not in the trace's tensors
         self._gradient_flow(i, meta.mode)
         self._follow(i, meta.mode)
         self.vis.ranges = [layer.range for layer in self.vis.cloud.layers]

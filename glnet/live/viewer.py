@@ -57,6 +57,8 @@ class ViewerSpec:
     panels: PanelWeights | None = None  # the weights of the panel layers, refreshed by the trainer
     nice: int = 10  # the viewer's scheduling niceness, above the trainer's
     labels: list[str] | None = None  # class names for the top-5 (the dataset's while training)
+    cuda_device: int | None = None  # the CUDA ordinal of the slots: a headless viewer renders on that GPU
+    gl_device: int | None = None  # or on this EGL device (--gl-device)
 
 
 def mode_for_key(key: str, shift: bool, current: str) -> str | None:
@@ -175,7 +177,7 @@ def _headless(loop: _Loop) -> None:
 
     spec = loop.spec
     w, h = spec.size
-    with GLContext.offscreen() as ctx:
+    with GLContext.offscreen(gl_device=spec.gl_device, cuda_device=spec.cuda_device) as ctx:
         vis = Visualization(ctx, spec.trace, renderer=spec.renderer, labels=spec.labels)
         fb = Framebuffer(ctx, w, h)
         loop.view = LiveView(

@@ -2,6 +2,9 @@
 
 :func:`plan_draws` culls slabs outside the view and, with level of detail on, draws slabs whose neurons are
 packed tighter than ``LOD_SPACING_PX`` on screen as one disc per channel (the channel's mean) instead.
+:func:`draw_parts` cuts each draw to the driver's limits: rows into segments (one compute invocation each,
+enough of them to fill a GPU), and runs of segments into parts, each bound as one storage range within
+``GL_MAX_SHADER_STORAGE_BLOCK_SIZE``, at an offset aligned to ``GL_SHADER_STORAGE_BUFFER_OFFSET_ALIGNMENT``.
 """
 
 from __future__ import annotations
@@ -19,11 +22,28 @@ from ..layout import Layout, Slab
 if TYPE_CHECKING:
     from ..gpu.buffer import Buffer
     from ..gpu.cloud import NeuronCloud
+    from ..gpu.context import GLInfo
 
-__all__ = ["LOD_SPACING_PX", "MAX_RADIUS_PX", "DrawItem", "FrameParams", "plan_draws", "visible_layers"]
+__all__ = [
+    "FILL_INVOCATIONS",
+    "LOD_SPACING_PX",
+    "MAX_RADIUS_PX",
+    "SEGMENT_MAX",
+    "DrawItem",
+    "DrawPart",
+    "FrameParams",
+    "draw_parts",
+    "plan_draws",
+    "visible_layers",
+]
 
 MAX_RADIUS_PX = 24.0  # the largest neuron disc, in pixels: bounds the cost of neurons right at the eye
 LOD_SPACING_PX = 0.25  # with level of detail on, slabs whose neurons sit closer than this are aggregated
+SEGMENT_MAX = 256  # neurons one compute invocation marches over: longer rows are split into segments
+SEGMENT_MIN = 16  # thin layers' rows are split down to this many neurons to reach the fill below
+FILL_INVOCATIONS = 1 << 16  # invocations a layer spreads over on a GPU (132 SMs x 512 threads)
+FILL_INVOCATIONS_SOFTWARE = 1 << 10  # on a CPU rasterizer (a few cores x 8 lanes): long runs merge better
+MAX_PART_NEURONS = (1 << 31) - 1  # one draw's count is a GLsizei
 
 
 @dataclass
@@ -100,6 +120,81 @@ class DrawItem:
     count: int  # discs drawn
     rows: int  # grid rows (the compute rasterizer runs one invocation per row)
     uniforms: dict[str, object]
+
+
+@dataclass(frozen=True)
+class DrawPart:
+    """A run of whole row segments of a :class:`DrawItem`, bound as one storage range within the limits.
+
+    Neuron indices stay those of the layer: the shaders add ``u_first``/``u_first_segment`` and read the
+    part's first neuron at element ``base`` of the bound range (the slack its aligned offset leaves).
+    """
+
+    first_segment: int  # the part's first segment in the layer
+    segments: int  # compute invocations
+    first: int  # first neuron, its index in the layer
+    count: int  # neurons (the instanced draw's count)
+    bind_offset: int  # bytes into the item's buffer, a multiple of the offset alignment
+    bind_nbytes: int  # at most the block size limit
+    base: int  # element of neuron ``first`` in the bound range
+    segment: tuple[int, int]  # (neurons per segment, segments per row)
+
+    def uniforms(self) -> dict[str, object]:
+        return {
+            "u_first": self.first,
+            "u_base": self.base,
+            "u_first_segment": self.first_segment,
+            "u_segments": self.segments,
+            "u_segment": self.segment,
+        }
+
+
+def segment_length(width: int, rows: int, fill: int, cap: int) -> int:
+    """Neurons per row segment: rows up to ``SEGMENT_MAX`` whole, thin layers cut to reach ``fill``
+    invocations (segments no shorter than ``SEGMENT_MIN``), never more than ``cap``."""
+    seg = min(width, SEGMENT_MAX)
+    if rows * -(-width // seg) < fill:
+        per_row = -(-fill // rows)
+        seg = max(min(seg, -(-width // per_row)), min(width, SEGMENT_MIN))
+    return max(1, min(seg, cap))
+
+
+def draw_parts(item: DrawItem, info: GLInfo) -> list[DrawPart]:
+    """``item`` cut to the driver's limits: row segments, grouped into storage ranges no larger than
+    ``info.max_ssbo_block_size`` at offsets aligned to ``info.ssbo_offset_alignment`` (one part when the
+    layer fits)."""
+    if not 0 < item.count < 1 << 32:
+        raise ValueError(f"layer {item.layer} has {item.count} neurons: a layer holds 1 to 2^32 - 1")
+    width = item.count // item.rows
+    align = max(4, info.ssbo_offset_alignment)
+    limit = info.max_ssbo_block_size or 1 << 62
+    cap = min((limit - (align - 4)) // 4, MAX_PART_NEURONS)  # neurons that fit at the worst slack
+    if cap < 1:
+        raise ValueError(f"a storage block of {limit} bytes cannot hold one value at alignment {align}")
+    fill = FILL_INVOCATIONS_SOFTWARE if info.software else FILL_INVOCATIONS
+    seg = segment_length(width, item.rows, fill, cap)
+    per_row = -(-width // seg)
+    total = item.rows * per_row
+
+    def start(j: int) -> int:  # segment j's first neuron (the layer's end for j == total)
+        return item.count if j >= total else (j // per_row) * width + (j % per_row) * seg
+
+    parts, j = [], 0
+    while j < total:
+        n0 = start(j)
+        at = item.byte_offset + 4 * n0
+        bind = at - at % align
+        end = n0 + min((limit - (at - bind)) // 4, MAX_PART_NEURONS)  # neurons this binding can reach
+        row, rem = divmod(end, width)
+        j1 = total if end >= item.count else min(total, row * per_row + rem // seg)
+        n1 = start(j1)
+        parts.append(
+            DrawPart(
+                j, j1 - j, n0, n1 - n0, bind, at - bind + 4 * (n1 - n0), (at - bind) // 4, (seg, per_row)
+            )
+        )
+        j = j1
+    return parts
 
 
 def plan_draws(cloud: NeuronCloud, frame: FrameParams, lod: bool = False) -> list[DrawItem]:

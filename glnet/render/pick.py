@@ -1,7 +1,8 @@
 """Picking: the neuron drawn at one pixel, found on the GPU with the renderers' own projection.
 
 ``pick.comp`` runs the same projection and coverage rule as both renderers over only the layers whose
-screen rectangle holds the pixel, resolves the front-most neuron the way the chosen renderer does (the
+screen rectangle holds the pixel (each in the parts the renderers bind it in), resolves the front-most
+neuron the way the chosen renderer does (the
 compute rasterizer's key, or the depth test's window z), and leaves three numbers for a 12-byte readback.
 """
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from ..gpu.buffer import Buffer
 from ..gpu.program import Program
-from .frame import DrawItem, FrameParams
+from .frame import DrawItem, DrawPart, FrameParams, draw_parts
 
 if TYPE_CHECKING:
     from ..gpu.cloud import NeuronCloud
@@ -69,11 +70,11 @@ class Picker:
             return None
         gy = frame.height - 1 - y
         slabs = cloud.layout.slabs
-        candidates = []
+        candidates: list[tuple[DrawItem, DrawPart]] = []
         for item in items:
             rx, ry, rw, rh = frame.screen_rect([slabs[item.layer]])
             if rx <= x < rx + rw and ry <= gy < ry + rh:
-                candidates.append(item)
+                candidates += [(item, part) for part in draw_parts(item, self.ctx.info)]
         if not candidates:
             return None
         buf = self._buffer(len(candidates))
@@ -93,15 +94,15 @@ class Picker:
             if stage == 1:
                 p.dispatch(len(candidates))
             else:
-                for slot, item in enumerate(candidates):
-                    p.set(**item.uniforms, u_slot=slot)
-                    item.buffer.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, item.byte_offset, item.nbytes)
-                    p.dispatch(item.rows)
+                for slot, (item, part) in enumerate(candidates):
+                    p.set(**item.uniforms, **part.uniforms(), u_slot=slot)
+                    item.buffer.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, part.bind_offset, part.bind_nbytes)
+                    p.dispatch(part.segments)
             GL.glMemoryBarrier(GL.GL_SHADER_STORAGE_BARRIER_BIT | GL.GL_BUFFER_UPDATE_BARRIER_BIT)
         key, slot, index = (int(v) for v in buf.read(0, 12, dtype=np.uint32))
         if key == _NONE or slot == _NONE or index == _NONE:
             return None
-        item = candidates[slot]
+        item = candidates[slot][0]
         return Pick((x, y), item.layer, index, item.aggregate)
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """The compute rasterizer: neurons splatted by a compute shader with 32-bit atomicMin keys, then presented.
 
-Pass 1 (``raster.comp``), per visible layer, one invocation per feature-map row: project each neuron and
+Pass 1 (``raster.comp``), per visible layer and per part of it within the binding limit
+(:func:`~glnet.render.frame.draw_parts`), one invocation per row segment: project each neuron and
 atomicMin ``depth | colour code`` into a key buffer of one uint per pixel. Pass 2 (``present.frag``): turn
 keys into colour (and depth, when panels follow) in the bound framebuffer, so panels and the HUD can be drawn
 over it with an ordinary depth test; it runs only over the rectangle the drawn layers can reach
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..gpu.buffer import Buffer
 from ..gpu.objects import VertexArray
 from ..gpu.program import Program
-from .frame import DrawItem, FrameParams
+from .frame import DrawItem, FrameParams, draw_parts
 
 if TYPE_CHECKING:
     from ..gpu.cloud import NeuronCloud
@@ -47,7 +48,8 @@ class ComputeNeurons:
         self.rect = (0, 0, 0, 0)  # the pixels the last rasterize() can have written (x, y, w, h)
         self._vao = VertexArray(ctx, label="present")
 
-    def _keys_for(self, width: int, height: int) -> Buffer:
+    def key_buffer(self, width: int, height: int) -> Buffer:
+        """The key buffer for a width x height frame (one uint per pixel), made or remade to fit."""
         need = width * height * 4
         if self.keys is None or self.keys.nbytes != need:
             if self.keys is not None:
@@ -59,7 +61,7 @@ class ComputeNeurons:
         """Pass 1: fill the key buffer; returns the number of discs processed."""
         from OpenGL import GL
 
-        keys = self._keys_for(frame.width, frame.height)
+        keys = self.key_buffer(frame.width, frame.height)
         GL.glMemoryBarrier(GL.GL_BUFFER_UPDATE_BARRIER_BIT)  # last frame's shader writes, then the clear
         keys.clear_uint(EMPTY_KEY)
         keys.bind_base(GL.GL_SHADER_STORAGE_BUFFER, 1)
@@ -69,8 +71,10 @@ class ComputeNeurons:
         drawn = 0
         for item in items:
             p.set(**item.uniforms)
-            item.buffer.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, item.byte_offset, item.nbytes)
-            p.dispatch(item.rows)  # one invocation per grid row
+            for part in draw_parts(item, self.ctx.info):
+                p.set(**part.uniforms())
+                item.buffer.bind_range(GL.GL_SHADER_STORAGE_BUFFER, 0, part.bind_offset, part.bind_nbytes)
+                p.dispatch(part.segments)  # one invocation per row segment
             drawn += item.count
         GL.glMemoryBarrier(GL.GL_SHADER_STORAGE_BARRIER_BIT)
         return drawn

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from ..colormap import BACKGROUND
+from .calibrate import calibration_enabled, measured_renderer
 from .edges import Edges
 from .frame import FrameParams, plan_draws
 from .histograms import HistogramPanels
@@ -23,16 +24,19 @@ from .neurons import InstancedNeurons
 from .panels import Panels
 from .pick import Pick, Picker
 from .raster import ComputeNeurons
+from .torch_raster import TorchNeurons
 
 if TYPE_CHECKING:
+    import torch
+
     from ..camera import Camera
     from ..gpu.cloud import NeuronCloud
     from ..gpu.context import GLContext, GLInfo
 
 __all__ = ["AUTO_COMPUTE_ABOVE", "RENDERERS", "FrameStats", "SceneRenderer", "Target", "choose_renderer"]
 
-RendererName = Literal["auto", "instanced", "compute"]
-RENDERERS = ("auto", "instanced", "compute")
+RendererName = Literal["auto", "instanced", "compute", "torch"]
+RENDERERS = ("auto", "instanced", "compute", "torch")
 AUTO_COMPUTE_ABOVE = 2_000_000
 _DATACENTER = ("h100", "h200", "h800", "a100", "a800", "a30", "a10", "l40", "l4", "tesla", "gh200", "b200")
 
@@ -78,8 +82,15 @@ class SceneRenderer:
     ) -> None:
         self.ctx = ctx
         self.cloud = cloud
-        self.renderer = choose_renderer(renderer, ctx.info, cloud.layout.count)
-        self.neurons = ComputeNeurons(ctx) if self.renderer == "compute" else InstancedNeurons(ctx)
+        if renderer == "auto" and calibration_enabled():
+            self.renderer, self.renderer_why = measured_renderer(ctx)
+        else:
+            self.renderer = choose_renderer(renderer, ctx.info, cloud.layout.count)
+            self.renderer_why = (
+                "as asked" if renderer != "auto" else "by the GL renderer's name (GLNET_CALIBRATE=0)"
+            )
+        kinds = {"compute": ComputeNeurons, "instanced": InstancedNeurons, "torch": TorchNeurons}
+        self.neurons = kinds[self.renderer](ctx)
         self.panels = Panels(ctx)
         self.hud = Hud(ctx)
         self.picker = Picker(ctx)
@@ -113,7 +124,7 @@ class SceneRenderer:
             and bool(self.cloud.weights or self.cloud.input_image or self.inspector.panel is not None)
         )
         edges = self.show_edges and bool(self.cloud.layout.edges)
-        depth_tested = panels or edges or self.renderer != "compute"  # else nothing reads the depth buffer
+        depth_tested = panels or edges or self.renderer == "instanced"  # else nothing reads the depth buffer
         GL.glClearColor(*BACKGROUND, 1.0)
         GL.glClearDepth(1.0)
         GL.glClear(GL.GL_COLOR_BUFFER_BIT | (GL.GL_DEPTH_BUFFER_BIT if depth_tested else 0))
@@ -143,8 +154,22 @@ class SceneRenderer:
         self.cloud.flush()
         frame = FrameParams(camera, width, height)
         items = plan_draws(self.cloud, frame, self.lod)
+        if isinstance(self.neurons, TorchNeurons):  # the low halves of its 64-bit keys name the neuron
+            if self.neurons.frame_key != (frame.view_proj.tobytes(), width, height):
+                self.neurons.rasterize(self.cloud, frame, items)
+            hit = self.neurons.pick_key(frame, x, y)
+            return Pick((x, y), *hit) if hit is not None else None
         self.cloud.lut.bind(0)
         return self.picker.pick(self.cloud, frame, items, x, y, renderer=self.renderer)
+
+    def use_values(self, values: Sequence[torch.Tensor] | None) -> None:
+        """The tensors the ``torch`` renderer draws from (where they live); None: what the GL buffer holds
+        (live frames arrive there directly). The GL renderers draw the buffer either way."""
+        if isinstance(self.neurons, TorchNeurons):
+            if values is None:
+                self.neurons.values = None
+            else:
+                self.neurons.set_values(values)
 
     def close(self) -> None:
         self.picker.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .pygfx_points import PygfxPoints, PygfxUnavailableError, probe
 from .vispy_markers import VispyMarkers, markers_data
 
-__all__ = ["VispyMarkers", "markers_data"]
+__all__ = ["PygfxPoints", "PygfxUnavailableError", "VispyMarkers", "markers_data", "probe"]
