@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .camera import controls_help
+from .cli_info import cmd_info
 from .cli_inspect import add_inspect_parser, parse_pixel, pick_json, say_pick
 from .errors import GlnetError, InputError
 from .inputs import parse_size
@@ -162,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(run=_cmd_snapshot)
 
-    add_inspect_parser(sub, _add_model_args)
+    add_inspect_parser(sub, _add_model_args, _prepare)
 
     b = sub.add_parser(
         "bench",
@@ -279,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(run=_cmd_train)
 
     i = sub.add_parser("info", help="report the OpenGL driver, capabilities and CUDA interop status")
-    i.set_defaults(run=_cmd_info)
+    i.set_defaults(run=cmd_info)
     return parser
 
 
@@ -555,28 +556,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
     )
     if result["stopped"] not in ("completed", "window closed"):
         return 130 if result["stopped"] == "interrupted" else 1
-    return 0
-
-
-def _cmd_info(args: argparse.Namespace) -> int:
-    from .gpu.context import GLContext, configure_platform
-    from .gpu.egl import device_report
-    from .gpu.interop import interop_status
-
-    configure_platform(headless=True)
-    with GLContext.offscreen() as ctx:
-        i = ctx.info
-        print(f"OpenGL     {i.version}")
-        print(f"renderer   {i.renderer} ({i.vendor}){' [software]' if i.software else ''}")
-        print(f"GLSL       {i.glsl}")
-        print(
-            f"compute    {'yes' if i.compute else 'no'}; max texture {i.max_texture_size}; "
-            f"max SSBO {i.max_ssbo_block_size >> 20} MiB"
-        )
-        print(f"display    {ctx.egl_device_why}")
-    print("\n".join(device_report(ctx.egl_device)))
-    ok, why = interop_status()
-    print(f"cuda-gl    {'available' if ok else 'unavailable: ' + why}")
     return 0
 
 

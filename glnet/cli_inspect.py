@@ -16,7 +16,12 @@ from .errors import InputError
 __all__ = ["add_inspect_parser", "parse_pixel", "pick_json", "say_pick"]
 
 
-def add_inspect_parser(sub: argparse._SubParsersAction, add_model_args: Callable[..., None]) -> None:
+def add_inspect_parser(
+    sub: argparse._SubParsersAction,
+    add_model_args: Callable[..., None],
+    prepare: Callable[[argparse.Namespace], Any],
+) -> None:
+    """``glnet inspect``, with the model options and the model-to-trace step every command shares."""
     p = sub.add_parser(
         "inspect",
         help="explain one neuron: layer, value, distribution, kernel, receptive field, saliency, top-5",
@@ -36,7 +41,7 @@ def add_inspect_parser(sub: argparse._SubParsersAction, add_model_args: Callable
     p.add_argument(
         "--saliency", metavar="FILE.png", help="write the input with the saliency map and receptive field"
     )
-    p.set_defaults(run=_cmd_inspect)
+    p.set_defaults(run=_cmd_inspect, prepare=prepare)
 
 
 def _say(msg: str) -> None:
@@ -48,20 +53,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from .explain import inspect_neuron, parse_neuron
     from .explain.images import saliency_overlay
     from .explain.text import inspection_lines, prediction_lines
-    from .pipeline import trace_model
 
     if args.saliency and Path(args.saliency).suffix.lower() != ".png":
         raise InputError(f"--saliency must end in .png, not {Path(args.saliency).name!r}")
-    _say(f"glnet: building {args.model} and capturing its activations ...")
-    prep = trace_model(
-        args.model,
-        image=args.input,
-        weights=args.weights,
-        input_size=args.input_size,
-        granularity=args.granularity,
-        device=args.device,
-        seed=args.seed,
-    )
+    prep = args.prepare(args)
     layer, index = parse_neuron(prep.trace, args.neuron)
     t0 = time.perf_counter()
     ins = inspect_neuron(

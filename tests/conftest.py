@@ -63,6 +63,19 @@ def pytest_sessionfinish(session, exitstatus):
         _ctx.close()
 
 
+def layered_scene(seed: int = 0):
+    """Four layers from wide maps to a vector, random values with one NaN and one +Inf (renderer tests)."""
+    from glnet.layout import build_layout
+
+    torch.manual_seed(seed)
+    grids = [("a", (16, 24, 24)), ("b", (32, 12, 12)), ("c", (64, 6, 6)), ("d", (100, 1, 1))]
+    layout = build_layout(grids)
+    values = [torch.randn(g) for _, g in grids]
+    values[1][3, 4, 5] = float("nan")
+    values[2][0, 0, 0] = float("inf")
+    return layout, values
+
+
 class TinyNet(nn.Module):
     """conv-bn-relu(inplace) / maxpool / conv-relu / avgpool / linear: every layer kind, few neurons."""
 

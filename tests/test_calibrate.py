@@ -13,6 +13,19 @@ from glnet.render.calibrate import cache_path, measured_renderer
 pytestmark = pytest.mark.gl
 
 
+def _auto(gl) -> tuple[str, str]:
+    """What ``renderer="auto"`` resolves to on a small cloud, and why."""
+    from glnet.render.scene import SceneRenderer
+
+    cloud = NeuronCloud(gl, build_layout([("a", (2, 3, 3))]))
+    try:
+        scene = SceneRenderer(gl, cloud, "auto")
+        scene.close()
+        return scene.renderer, scene.renderer_why
+    finally:
+        cloud.close()
+
+
 def test_auto_measures_once_caches_and_picks_the_fastest(gl, tmp_path, monkeypatch):
     monkeypatch.setenv("GLNET_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("GLNET_CALIBRATE", "1")
@@ -29,26 +42,12 @@ def test_auto_measures_once_caches_and_picks_the_fastest(gl, tmp_path, monkeypat
     # a cache that says torch is fastest makes auto choose torch: the choice follows the figures
     key = next(iter(times))
     cache_path().write_text(json.dumps({key: {"instanced": 9.0, "compute": 5.0, "torch": 1.0}}))
-    from glnet.render.scene import SceneRenderer
-
-    cloud = NeuronCloud(gl, build_layout([("a", (2, 3, 3))]))
-    try:
-        scene = SceneRenderer(gl, cloud, "auto")
-        assert scene.renderer == "torch" and "torch 1.0 ms" in scene.renderer_why
-        scene.close()
-    finally:
-        cloud.close()
+    chosen, reason = _auto(gl)
+    assert chosen == "torch" and "torch 1.0 ms" in reason
     assert name == "compute"  # llvmpipe: the compute rasterizer, measured (by far the fastest here)
 
 
 def test_calibration_off_decides_by_name(gl, monkeypatch):
     monkeypatch.setenv("GLNET_CALIBRATE", "0")
-    from glnet.render.scene import SceneRenderer
-
-    cloud = NeuronCloud(gl, build_layout([("a", (2, 3, 3))]))
-    try:
-        scene = SceneRenderer(gl, cloud, "auto")
-        assert scene.renderer == "compute" and "name" in scene.renderer_why
-        scene.close()
-    finally:
-        cloud.close()
+    chosen, reason = _auto(gl)
+    assert chosen == "compute" and "name" in reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import layered_scene
 
 from glnet.camera import named_camera
 from glnet.colormap import robust_range
@@ -15,16 +16,6 @@ from glnet.render.reference import EMPTY_KEY, rasterize_reference, resolve_refer
 pytestmark = pytest.mark.gl
 
 W, H = 320, 180
-
-
-def _scene(seed: int = 0):
-    torch.manual_seed(seed)
-    grids = [("a", (16, 24, 24)), ("b", (32, 12, 12)), ("c", (64, 6, 6)), ("d", (100, 1, 1))]
-    layout = build_layout(grids)
-    values = [torch.randn(g) for _, g in grids]
-    values[1][3, 4, 5] = float("nan")
-    values[2][0, 0, 0] = float("inf")
-    return layout, values
 
 
 def _gl_keys(ctx, layout, values, camera, depth=True, more=False):
@@ -59,7 +50,7 @@ def _gl_keys(ctx, layout, values, camera, depth=True, more=False):
 
 @pytest.mark.parametrize("view", ["overview", "front", "side", "layer:1"])
 def test_gl_compute_matches_the_torch_reference(gl, view):
-    layout, values = _scene()
+    layout, values = layered_scene()
     cam = named_camera(view, layout, W / H) if not view.startswith("layer") else None
     if cam is None:
         from glnet.camera import layer_camera
@@ -83,7 +74,7 @@ def test_present_covers_every_key_and_depth_is_optional(gl, view):
     smaller than the frame from afar) and draws the same colours with or without writing depth."""
     from glnet.camera import layer_camera
 
-    layout, values = _scene()
+    layout, values = layered_scene()
     cam = layer_camera(layout, 1, W / H) if view.startswith("layer") else named_camera(view, layout, W / H)
     keys, image, depth, (x, y, w, h) = _gl_keys(gl, layout, values, cam, depth=True, more=True)
     rows, cols = np.nonzero(keys != EMPTY_KEY)  # bottom row first, as GL's scissor counts

@@ -6,24 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import layered_scene
 
 from glnet.camera import layer_camera, named_camera
-from glnet.layout import build_layout, neuron_positions
+from glnet.layout import neuron_positions
 from glnet.render.reference import EMPTY_KEY, keys32
 
 pytestmark = pytest.mark.gl
 
 W, H = 320, 180
-
-
-def _scene(seed: int = 0):
-    torch.manual_seed(seed)
-    grids = [("a", (16, 24, 24)), ("b", (32, 12, 12)), ("c", (64, 6, 6)), ("d", (100, 1, 1))]
-    layout = build_layout(grids)
-    values = [torch.randn(g) for _, g in grids]
-    values[1][3, 4, 5] = float("nan")
-    values[2][0, 0, 0] = float("inf")
-    return layout, values
 
 
 class _Pair:
@@ -54,7 +45,7 @@ class _Pair:
 
 @pytest.mark.parametrize("view", ["overview", "side", "layer:1"])
 def test_torch_keys_equal_the_gl_compute_keys(gl, view):
-    layout, values = _scene()
+    layout, values = layered_scene()
     cam = layer_camera(layout, 1, W / H) if view.startswith("layer") else named_camera(view, layout, W / H)
     p = _Pair(gl, layout, values)
     try:
@@ -71,7 +62,7 @@ def test_torch_keys_equal_the_gl_compute_keys(gl, view):
 
 
 def test_torch_draws_channel_means_as_the_compute_path_does(gl):
-    layout, values = _scene(1)
+    layout, values = layered_scene(1)
     p = _Pair(gl, layout, values, max_neurons=6000)  # over budget: the largest layers as channel means
     try:
         cam = named_camera("overview", layout, W / H)
@@ -83,7 +74,7 @@ def test_torch_draws_channel_means_as_the_compute_path_does(gl):
 
 
 def test_torch_pick_names_the_neuron_drawn_there(gl):
-    layout, values = _scene(2)
+    layout, values = layered_scene(2)
     p = _Pair(gl, layout, values)
     try:
         cam = layer_camera(layout, 2, W / H)
@@ -114,7 +105,7 @@ def test_torch_pick_names_the_neuron_drawn_there(gl):
 
 @pytest.mark.parametrize("budget", [None, 6000])
 def test_without_tensors_torch_draws_what_the_gl_buffer_holds(gl, budget):
-    layout, values = _scene(3)
+    layout, values = layered_scene(3)
     p = _Pair(gl, layout, values, max_neurons=budget)
     try:
         cam = named_camera("overview", layout, W / H)

@@ -244,42 +244,33 @@ def _bench_markers(ctx: GLContext, work: Workload, camera: Camera, plan: _Plan) 
     """The VisPy Markers peer on the same workload, camera and size."""
     from .peers.vispy_markers import VispyMarkers
 
-    width, height = plan.size
     with VispyMarkers(ctx, work, camera, plan.size) as peer:
-        timing = time_frames(peer.frame, plan.frames, plan.warmup, plan.budget_s)
-        image = _save_image(peer.framebuffer, plan.images, work, MARKERS)
-        return make_case(
-            MARKERS,
-            work,
-            plan.size,
-            timing,
-            gpu_bytes=peer.gpu_bytes,
-            frame_bytes=width * height * 8,
-            upload_bytes=peer.gpu_bytes,
-            upload_ms=peer.upload_ms,
-            image=image,
-        )
+        return _peer_case(MARKERS, peer, peer.framebuffer, work, plan)
 
 
 def _bench_pygfx(work: Workload, camera: Camera, plan: _Plan) -> Case:
     """The pygfx Points peer on the same workload, camera and size (a frame ends in reading it back)."""
     from .peers.pygfx_points import PygfxPoints
 
-    width, height = plan.size
     with PygfxPoints(work, camera, plan.size) as peer:
-        timing = time_frames(peer.frame, plan.frames, plan.warmup, plan.budget_s)
-        image = _save_image(peer, plan.images, work, PYGFX)
-        return make_case(
-            PYGFX,
-            work,
-            plan.size,
-            timing,
-            gpu_bytes=peer.gpu_bytes,
-            frame_bytes=width * height * 8,
-            upload_bytes=peer.gpu_bytes,
-            upload_ms=peer.upload_ms,
-            image=image,
-        )
+        return _peer_case(PYGFX, peer, peer, work, plan)
+
+
+def _peer_case(name: str, peer: Any, pixels: Any, work: Workload, plan: _Plan) -> Case:
+    """Time another library's renderer (``peer.frame``) and keep its picture (read from ``pixels``)."""
+    width, height = plan.size
+    timing = time_frames(peer.frame, plan.frames, plan.warmup, plan.budget_s)
+    return make_case(
+        name,
+        work,
+        plan.size,
+        timing,
+        gpu_bytes=peer.gpu_bytes,
+        frame_bytes=width * height * 8,
+        upload_bytes=peer.gpu_bytes,
+        upload_ms=peer.upload_ms,
+        image=_save_image(pixels, plan.images, work, name),
+    )
 
 
 def _probe_pygfx(auto: bool) -> tuple[PygfxAdapter | None, str | None]:

@@ -24,7 +24,17 @@ if TYPE_CHECKING:
     from ..gpu.context import GLContext
     from .scene import FrameStats
 
-__all__ = ["MARGIN", "Hud", "curves_image", "hud_font", "hud_image", "hud_lines", "premultiplied", "text_box"]
+__all__ = [
+    "MARGIN",
+    "Hud",
+    "curves_image",
+    "draw_overlays",
+    "hud_font",
+    "hud_image",
+    "hud_lines",
+    "premultiplied",
+    "text_box",
+]
 
 MARGIN = 12  # pixels between the frame's edge and a HUD panel
 
@@ -146,6 +156,33 @@ def curves_image(curves: Curves, frame_height: int) -> np.ndarray:
     return _premultiplied(img)
 
 
+def draw_overlays(
+    program: Program,
+    vao: VertexArray,
+    rects: Sequence[tuple[Texture2D, tuple[float, float, float, float]]],
+    width: int,
+    height: int,
+) -> None:
+    """Blend premultiplied textures over the frame, each at its rect (x0, y0, x1, y1; pixels from the
+    top-left), with ``overlay.vert``/``overlay.frag``; depth testing is off meanwhile."""
+    from OpenGL import GL
+
+    if not rects:
+        return
+    GL.glDisable(GL.GL_DEPTH_TEST)
+    GL.glEnable(GL.GL_BLEND)
+    GL.glBlendFunc(GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)
+    p = program.use()
+    vao.bind()
+    for tex, rect in rects:
+        p.set(u_rect=rect, u_viewport=(width, height), u_texture=0)
+        tex.bind(0)
+        GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
+    VertexArray.unbind()
+    GL.glDisable(GL.GL_BLEND)
+    GL.glEnable(GL.GL_DEPTH_TEST)
+
+
 class Hud:
     """Owns the HUD textures: text at the top left, curves at the bottom left, :meth:`set_panel` panels at the
     bottom right; each is re-rendered only when its content changes."""
@@ -194,25 +231,13 @@ class Hud:
             self._keys.pop("curves", None)
 
     def draw(self, width: int, height: int, margin: int = MARGIN) -> None:
-        from OpenGL import GL
-
-        if not self._textures:
-            return
-        GL.glDisable(GL.GL_DEPTH_TEST)
-        GL.glEnable(GL.GL_BLEND)
-        GL.glBlendFunc(GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)
-        p = self.program.use()
-        self._vao.bind()
+        rects = []
         for name, tex in self._textures.items():
             tw, th = tex.width, tex.height
             y0 = margin if name == "text" else height - margin - th
             x0 = width - margin - tw if name in self._right else margin
-            p.set(u_rect=(x0, y0, x0 + tw, y0 + th), u_viewport=(width, height), u_texture=0)
-            tex.bind(0)
-            GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
-        VertexArray.unbind()
-        GL.glDisable(GL.GL_BLEND)
-        GL.glEnable(GL.GL_DEPTH_TEST)
+            rects.append((tex, (x0, y0, x0 + tw, y0 + th)))
+        draw_overlays(self.program, self._vao, rects, width, height)
 
     def close(self) -> None:
         self._vao.delete()

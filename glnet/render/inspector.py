@@ -24,7 +24,7 @@ from ..gpu.objects import VertexArray
 from ..gpu.program import Program
 from ..gpu.texture import Texture2D
 from ..layout import Panel, Slab
-from .hud import MARGIN, hud_font, premultiplied
+from .hud import MARGIN, draw_overlays, hud_font, premultiplied
 
 if TYPE_CHECKING:
     from ..explain import Inspection, Prediction
@@ -316,8 +316,6 @@ class Inspector:
 
     def draw_overlay(self, frame: FrameParams) -> None:
         """The screen-space part: the panel, then the ring at the picked neuron."""
-        from OpenGL import GL
-
         rects: list[tuple[Texture2D, tuple[float, float, float, float]]] = []
         box = self.panel_box(frame.width, frame.height)
         if box is not None:
@@ -331,20 +329,7 @@ class Inspector:
                 x, y = float(pr.x[0]), frame.height - float(pr.y[0])
                 t = self._tex["ring"]
                 rects.append((t, (x - t.width / 2, y - t.height / 2, x + t.width / 2, y + t.height / 2)))
-        if not rects:
-            return
-        GL.glDisable(GL.GL_DEPTH_TEST)
-        GL.glEnable(GL.GL_BLEND)
-        GL.glBlendFunc(GL.GL_ONE, GL.GL_ONE_MINUS_SRC_ALPHA)
-        p = self.overlay.use()
-        self._vao.bind()
-        for tex, rect in rects:
-            p.set(u_rect=rect, u_viewport=(frame.width, frame.height), u_texture=0)
-            tex.bind(0)
-            GL.glDrawArrays(GL.GL_TRIANGLE_STRIP, 0, 4)
-        VertexArray.unbind()
-        GL.glDisable(GL.GL_BLEND)
-        GL.glEnable(GL.GL_DEPTH_TEST)
+        draw_overlays(self.overlay, self._vao, rects, frame.width, frame.height)
 
     def close(self) -> None:
         self._vao.delete()
