@@ -17,7 +17,7 @@ PKG = ROOT / "glnet"
 # anything may use these
 UTILITIES = {
     "errors", "colormap", "data", "record", "inputs", "models",
-    "_script", "_torchvision", "testimage", "procedural", "distributions",
+    "_script", "_torchvision", "testimage", "procedural", "distributions", "progress", "sources",
 }  # fmt: skip
 TRAINER = {"live.tap", "live.handover", "live.stats", "live.session", "live.process", "live"}
 VIEWER = {"live.viewer", "live.view", "live.upload", "live.ranges"}
@@ -29,14 +29,21 @@ ALLOWED: dict[str, set[str]] = {
     "explain": {"capture"},
     "layout": {"capture"},
     "camera": {"layout"},
+    "tour": {"camera", "layout"},  # authored and built-in tours: keyframes to a camera at any time
     "gpu": {"layout", "capture"},
     "render": {"explain", "gpu", "camera", "layout", "capture"},
-    "app": {"explain", "render", "gpu", "camera", "layout", "capture"},
-    "window": {"app", "explain", "render", "gpu", "camera", "layout", "capture"},
-    "viewer": {"app", "window", "explain", "render", "gpu", "camera", "layout", "capture"},
+    "app": {"explain", "render", "gpu", "camera", "tour", "layout", "capture"},
+    # frame-exact offline video of a tour, and stills tiled past one framebuffer
+    "offline": {"app", "render", "gpu", "camera", "tour", "layout", "capture"},
+    "tiles": {"app", "render", "gpu", "camera", "layout", "capture"},
+    "window": {"app", "explain", "render", "gpu", "camera", "tour", "layout", "capture"},
+    "viewer": {"app", "window", "explain", "render", "gpu", "camera", "tour", "layout", "capture"},
 }
 # on top: may use everything public
-TOP = {"cli", "cli_info", "cli_inspect", "train", "bench", "__init__", "__main__"}
+TOP = {
+    "cli", "cli_info", "cli_inspect", "cli_record", "cli_wall", "train", "bench", "wall", "integrations",
+    "notebook", "__init__", "__main__",
+}  # fmt: skip
 
 
 def _module(path: Path) -> str:
