@@ -39,7 +39,9 @@ _EXPORTS = {
     "Visualization": "glnet.app",
     "Viewer": "glnet.window",
     "render_snapshot": "glnet.app",
-    "render_tour": "glnet.app",
+    "render_tour": "glnet.offline",
+    "Tour": "glnet.tour",
+    "load_tour": "glnet.tour",
     "layout_for": "glnet.layout",
     "trace_model": "glnet.pipeline",
     "load_model": "glnet.models",
@@ -48,6 +50,9 @@ _EXPORTS = {
     "GlnetError": "glnet.errors",
     "live": "glnet.live",
     "Live": "glnet.live",
+    "show": "glnet.notebook",
+    "view": "glnet.notebook",
+    "NotebookView": "glnet.notebook",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -56,7 +61,7 @@ from .capture import capture  # noqa: E402  (see the module docstring)
 from .live import live  # noqa: E402  (the same: the function, not its module glnet.live)
 
 if TYPE_CHECKING:
-    from .app import Visualization, render_snapshot, render_tour
+    from .app import Visualization, render_snapshot
     from .camera import Camera, FlyController, named_camera
     from .capture import LayerRecord, Trace
     from .errors import GlnetError
@@ -65,8 +70,11 @@ if TYPE_CHECKING:
     from .layout import Layout, build_layout, layout_for
     from .live import Live
     from .models import load_model, load_weights
+    from .notebook import NotebookView, show, view
+    from .offline import render_tour
     from .pipeline import trace_model
     from .testimage import test_image
+    from .tour import Tour, load_tour
     from .window import Viewer
 
 

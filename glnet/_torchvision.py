@@ -51,30 +51,41 @@ def _load_extension(locations) -> bool:
     return False
 
 
-def import_torchvision() -> ModuleType:
-    """Return the ``torchvision`` module, declaring its missing op schemas first if needed."""
+def prepare_torchvision() -> bool:
+    """Declare torchvision's missing op schemas (when its extension does not fit torch) without importing it.
+
+    Call before any code that may ``import torchvision`` itself (timm, a user's module). Returns False when
+    torchvision is not installed; cheap and idempotent.
+    """
     global _library
     with _lock:
-        import sys
-
-        if "torchvision.models" in sys.modules:
-            return sys.modules["torchvision"]
         import importlib.util
 
         import torch
 
         spec = importlib.util.find_spec("torchvision")
         if spec is None or not spec.submodule_search_locations:
-            from .errors import ModelError
-
-            raise ModelError("torchvision is not installed: pip install torchvision")
-        if not _ops_present() and not _load_extension(spec.submodule_search_locations):
+            return False
+        if _library is None and not _ops_present() and not _load_extension(spec.submodule_search_locations):
             _library = torch.library.Library("torchvision", "FRAGMENT")
             for schema in _MISSING_OP_SCHEMAS:
                 _library.define(schema)
-        with warnings.catch_warnings():
-            # torchvision warns once that its extension did not load; that is expected here.
-            warnings.simplefilter("ignore")
-            import torchvision
-            import torchvision.models
-        return torchvision
+        return True
+
+
+def import_torchvision() -> ModuleType:
+    """Return the ``torchvision`` module, declaring its missing op schemas first if needed."""
+    import sys
+
+    if "torchvision.models" in sys.modules:
+        return sys.modules["torchvision"]
+    if not prepare_torchvision():
+        from .errors import ModelError
+
+        raise ModelError("torchvision is not installed: pip install torchvision")
+    with _lock, warnings.catch_warnings():
+        # torchvision warns once that its extension did not load; that is expected here.
+        warnings.simplefilter("ignore")
+        import torchvision
+        import torchvision.models
+    return torchvision

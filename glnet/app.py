@@ -1,4 +1,4 @@
-"""Output: a trace drawn offscreen, as an image or a fly-through video.
+"""Output: a trace drawn offscreen, as an image (videos of tours: :mod:`glnet.offline`).
 
 :class:`Visualization` is the GPU side of one trace (layout, neuron cloud, weights, input image and the scene
 renderer) and is shared by every output: these offscreen ones through EGL, and the window of
@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .camera import Camera, camera_from_spec, tour
+from .camera import Camera, camera_from_spec
 from .capture import Trace
 from .colormap import ValueRange, robust_range
-from .data import IMAGENET_MEAN, IMAGENET_STD
 from .distributions import LayerStats, layer_stats
 from .explain import Inspection, Prediction, class_labels, inspect_neuron, logits_of, top_k
 from .explain.images import saliency_overlay
@@ -29,7 +28,8 @@ from .explain.predictions import load_labels
 from .gpu.cloud import NeuronCloud
 from .gpu.context import GLContext, context_or_new
 from .gpu.framebuffer import Framebuffer
-from .layout import conv_weights, input_frame, layout_for, neuron_positions
+from .inputs import input_picture
+from .layout import conv_weights, layout_for, neuron_positions
 from .render.hud import hud_lines
 from .render.pick import Pick
 from .render.scene import FrameStats, SceneRenderer
@@ -37,18 +37,15 @@ from .render.scene import FrameStats, SceneRenderer
 if TYPE_CHECKING:
     from .render.hud import Curves
 
-__all__ = ["Snapshot", "Visualization", "input_rgb", "render_snapshot", "render_tour"]
+__all__ = ["Snapshot", "Visualization", "input_rgb", "render_snapshot"]
 
 
-def input_rgb(x: torch.Tensor) -> np.ndarray | None:
-    """The model input as an RGB uint8 image (ImageNet normalisation undone); None if not an image."""
-    t = input_frame(x)
-    if t is None:
-        return None
-    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
-    std = torch.tensor(IMAGENET_STD)[:, None, None]
-    t = t.float().cpu() * std + mean
-    return (t.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+def input_rgb(
+    x: torch.Tensor, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> np.ndarray | None:
+    """The model input as an RGB uint8 image: the image (normalisation undone), a clip's middle frame, a grey
+    image or a waveform (:func:`glnet.inputs.input_picture`); None when it has no picture."""
+    return input_picture(x, tuple(mean) if mean else None, tuple(std) if std else None)
 
 
 class Visualization:
@@ -86,7 +83,8 @@ class Visualization:
             self.scene.histograms.set_weights(
                 {i: r.weight for i, r in enumerate(trace.layers) if r.weight is not None}
             )
-        self.input_image = rgb = input_rgb(trace.input)
+        meta = trace.meta
+        self.input_image = rgb = input_rgb(trace.input, meta.get("input_mean"), meta.get("input_std"))
         if rgb is not None and self.layout.input_panel is not None:
             self.cloud.set_input_image(rgb)
         logits = logits_of(trace.output)
@@ -324,56 +322,6 @@ def render_snapshot(
                 inspect_ms,
                 vis.scene.renderer_why,
             )
-        finally:
-            if fb is not None:
-                fb.delete()
-            if vis is not None:
-                vis.close()
-
-
-def render_tour(
-    trace: Trace,
-    out: str | Path,
-    *,
-    size: tuple[int, int] = (1280, 720),
-    seconds: float = 6.0,
-    fps: float = 30.0,
-    renderer: str = "auto",
-    lod: bool = False,
-    max_neurons: int | None = None,
-    ctx: GLContext | None = None,
-    progress: Any = None,
-) -> dict[str, Any]:
-    """Render the scripted fly-through to a video (or PNG folder); returns frame count and timings."""
-    from .record import VideoWriter
-
-    vis = fb = None
-    with context_or_new(ctx) as ctx:
-        try:
-            vis = Visualization(ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons)
-            width, height = size
-            path = tour(vis.layout, width / height)
-            fb = Framebuffer(ctx, width, height)
-            frames = max(2, round(seconds * fps))
-            times: list[float] = []
-            stats: FrameStats | None = None
-            with VideoWriter(out, fps=fps) as writer:
-                for k in range(frames):
-                    cam = path(k / (frames - 1))
-                    hud = vis.hud_lines(cam, times[-1] if times else None, stats)
-                    t0 = time.perf_counter()
-                    stats = vis.render(cam, fb, hud=hud, finish=True)
-                    times.append((time.perf_counter() - t0) * 1e3)
-                    writer.write(fb.read_rgba())
-                    if progress is not None:
-                        progress(k + 1, frames)
-            return {
-                "frames": frames,
-                "frame_ms": statistics.median(times),
-                "renderer": vis.renderer,
-                "gl_renderer": ctx.info.renderer,
-                "path": str(writer.path),
-            }
         finally:
             if fb is not None:
                 fb.delete()

@@ -1,4 +1,5 @@
-"""Camera: a fly camera's state and matrices, the key/mouse controls as a table, named views and tours.
+"""Camera: a fly camera's state and matrices, the key/mouse controls as a table, and named views (tours are
+in :mod:`glnet.tour`).
 
 Plain numpy, no GL and no window, so everything here is testable and scriptable: benchmarks and recordings
 drive the same :class:`FlyController` actions a user's keys do. World: x right, y up, layers along -z.
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,10 +26,11 @@ __all__ = [
     "Camera",
     "FlyController",
     "Projected",
+    "Tile",
     "camera_from_spec",
+    "clip_planes",
     "controls_help",
     "named_camera",
-    "tour",
 ]
 
 
@@ -65,15 +67,40 @@ class Projected:
     visible: np.ndarray
 
 
+@dataclass(frozen=True)
+class Tile:
+    """A pixel rectangle ``rect`` = (x0, y0, w, h) of a ``full`` = (W, H) virtual screen; y0 counts rows from
+    the top, as in the stitched image. A camera with a tile draws exactly those pixels of the full frame."""
+
+    full: tuple[int, int]
+    rect: tuple[int, int, int, int]
+
+    def __post_init__(self) -> None:
+        (fw, fh), (_, _, w, h) = self.full, self.rect
+        if not (fw > 0 and fh > 0 and w > 0 and h > 0):
+            raise InputError(f"a tile needs positive sizes (full {fw}x{fh}, tile {w}x{h})")
+
+    def ndc_matrix(self) -> np.ndarray:
+        """Clip-space scale and offset taking the full frame's NDC to the tile's (x, y only; y up in GL)."""
+        (fw, fh), (x0, y0, w, h) = self.full, self.rect
+        yb = fh - y0 - h  # the tile's bottom row in GL's y-up window coordinates
+        m = np.eye(4)
+        m[0, 0], m[0, 3] = fw / w, (fw - 2 * x0 - w) / w
+        m[1, 1], m[1, 3] = fh / h, (fh - 2 * yb - h) / h
+        return m
+
+
 @dataclass
 class Camera:
-    """Where the eye is and where it looks. ``rotation`` columns are the camera's right, up and back axes."""
+    """Where the eye is and where it looks. ``rotation`` columns are the camera's right, up and back axes.
+    With ``tile`` set it draws only that rectangle of the full frame (off-axis): walls and big stills."""
 
     position: np.ndarray = field(default_factory=lambda: np.zeros(3))
     rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
     fov: float = 60.0  # vertical field of view, degrees
     near: float = 0.05
     far: float = 20000.0
+    tile: Tile | None = None
 
     def __post_init__(self) -> None:
         self.position = np.asarray(self.position, np.float64).reshape(3)
@@ -97,7 +124,14 @@ class Camera:
         return -self.rotation[:, 2]
 
     def copy(self) -> Camera:
-        return Camera(self.position.copy(), self.rotation.copy(), self.fov, self.near, self.far)
+        return Camera(self.position.copy(), self.rotation.copy(), self.fov, self.near, self.far, self.tile)
+
+    def tiled(self, full_size: tuple[int, int], rect: tuple[int, int, int, int]) -> Camera:
+        """A copy that draws only ``rect`` (x0, y0 from the top, w, h) of a ``full_size`` frame: render it
+        into a w x h target; point sizes and level of detail stay the full frame's."""
+        cam = self.copy()
+        cam.tile = Tile(tuple(full_size), tuple(rect))  # type: ignore[arg-type]
+        return cam
 
     def look_at(self, target: Sequence[float], up: Sequence[float] = (0.0, 1.0, 0.0)) -> Camera:
         """Turn to face ``target`` with ``up`` as close to the screen's up as possible."""
@@ -120,6 +154,11 @@ class Camera:
         return m
 
     def projection_matrix(self, aspect: float) -> np.ndarray:
+        """The perspective projection; with a tile, the full frame's (``aspect`` is then the tile's, unused)
+        followed by the tile's NDC scale and offset."""
+        if self.tile is not None:
+            fw, fh = self.tile.full
+            return self.tile.ndc_matrix() @ Camera.projection_matrix(replace(self, tile=None), fw / fh)
         f = 1.0 / math.tan(math.radians(self.fov) / 2)
         n, fa = self.near, self.far
         m = np.zeros((4, 4))
@@ -134,8 +173,14 @@ class Camera:
         return self.projection_matrix(width / height) @ self.view_matrix()
 
     def focal_px(self, height: int) -> float:
-        """Pixels per world unit for an object at view depth 1."""
+        """Pixels per world unit for an object at view depth 1 (the full frame's height when tiled)."""
+        if self.tile is not None:
+            height = self.tile.full[1]
         return 0.5 * height / math.tan(math.radians(self.fov) / 2)
+
+    def full_size(self, width: int, height: int) -> tuple[int, int]:
+        """The whole frame a ``width`` x ``height`` target of this camera is part of (itself when untiled)."""
+        return self.tile.full if self.tile is not None else (width, height)
 
     def project(self, points: np.ndarray, width: int, height: int) -> Projected:
         """Window coordinates of world ``points`` (N, 3), in float32 as the shaders compute them."""
@@ -199,7 +244,8 @@ def _fit_distance(radius: float, cam: Camera, aspect: float) -> float:
     return radius / math.sin(min(half, half_h))
 
 
-def _clip_planes(cam: Camera, layout: Layout) -> Camera:
+def clip_planes(cam: Camera, layout: Layout) -> Camera:
+    """Set ``cam``'s near and far planes for ``layout``'s extent (every built camera gets these)."""
     ext = layout.extent
     cam.far = max(ext * 4.0, 100.0)
     cam.near = max(cam.far * 2e-6, 1e-3)
@@ -214,7 +260,7 @@ def named_camera(name: str, layout: Layout, aspect: float = 16 / 9) -> Camera:
     lo, hi = layout.bounds()
     centre = (lo + hi) / 2
     radius = float(np.linalg.norm(hi - lo)) / 2 or 1.0
-    cam = _clip_planes(Camera(), layout)
+    cam = clip_planes(Camera(), layout)
     if name.startswith("layer:"):
         return layer_camera(layout, name.split(":", 1)[1], aspect)
     directions = {
@@ -302,7 +348,7 @@ def layer_camera(layout: Layout, which: str | int, aspect: float = 16 / 9) -> Ca
             raise InputError(f"no layer named {which!r}{hint}")
         index = names.index(str(which))
     s = layout.slabs[index]
-    cam = _clip_planes(Camera(), layout)
+    cam = clip_planes(Camera(), layout)
     r = max(max(s.size) / 2, 4 * s.spacing)
     dist = _fit_distance(r, cam, aspect) * 1.1
     # stay in the gap in front of the layer, so the previous one (or the input) does not block the view
@@ -337,48 +383,8 @@ def camera_from_spec(spec: str | None, layout: Layout, aspect: float = 16 / 9) -
     if not isinstance(d, dict):
         raise InputError("--camera JSON must be an object")
     cam = camera_from_dict(d)
-    _clip_planes(cam, layout)
+    clip_planes(cam, layout)
     return cam
-
-
-def tour(layout: Layout, aspect: float = 16 / 9) -> Callable[[float], Camera]:
-    """A scripted fly-through, ``t`` in [0, 1]: hold the overview, glide down beside the stack looking
-    ahead at the coming layers, then turn to face the output layer. For headless videos and benchmarks."""
-    start = named_camera("overview", layout, aspect)
-    start_target = start.position + start.forward * np.linalg.norm(
-        start.position - np.mean(layout.bounds(), axis=0)
-    )
-    end = layer_camera(layout, len(layout.slabs) - 1, aspect)
-    end_target = layout.slabs[-1].centre
-    zs = np.array([s.z for s in layout.slabs])
-    sides = np.array([max(max(s.size), 4 * s.spacing) for s in layout.slabs])
-    k = min(5, len(sides))
-    smooth = np.convolve(np.pad(sides, (k // 2, k - 1 - k // 2), mode="edge"), np.ones(k) / k, mode="valid")
-
-    def glide(u: float) -> tuple[np.ndarray, np.ndarray]:
-        z = zs[0] + u * (zs[-1] - zs[0])
-        side = float(np.interp(-z, -zs, smooth))
-        eye = np.array([1.1 * side, 0.45 * side, z + 0.9 * side])
-        return eye, np.array([0.0, 0.0, z - 1.2 * side])
-
-    def blend(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], w: float) -> Camera:
-        w = w * w * (3 - 2 * w)
-        cam = start.copy()
-        cam.position = (1 - w) * a[0] + w * b[0]
-        return cam.look_at((1 - w) * a[1] + w * b[1])
-
-    def at(t: float) -> Camera:
-        t = min(max(t, 0.0), 1.0)
-        if t < 0.12:
-            return start.copy()
-        if t < 0.25:
-            return blend((start.position, start_target), glide(0.0), (t - 0.12) / 0.13)
-        if t < 0.85:
-            u = (t - 0.25) / 0.6
-            return blend(glide(u), glide(u), 0.0)
-        return blend(glide(1.0), (end.position, end_target), (t - 0.85) / 0.15)
-
-    return at
 
 
 # -- controls ------------------------------------------------------------------------------------------
@@ -401,6 +407,7 @@ CONTROLS: dict[str, tuple[str, Any]] = {
     "pagedown": ("layer", -1),
     "f11": ("fullscreen", None),
     "c": ("edges", None),
+    "k": ("keyframe", None),
     "escape": ("quit", None),
 }
 MOUSE = {"drag": "look", "wheel": "speed"}
@@ -414,6 +421,7 @@ _ACTION_WORDS = {
     "layer": "next/previous layer",
     "fullscreen": "fullscreen",
     "edges": "shows/hides the layer graph",
+    "keyframe": "adds a tour keyframe (--save-tour)",
     "quit": "quits",
 }
 _MOUSE_WORDS = {"look": "looks", "speed": "sets speed"}

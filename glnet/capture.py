@@ -409,7 +409,8 @@ def capture(
             raise OutOfMemoryError(
                 f"out of memory running the model on {device}: try a smaller input size"
             ) from e
-        except RuntimeError as e:
+        except (RuntimeError, ValueError, AssertionError, IndexError, NotImplementedError) as e:
+            # a shape the model does not take: torch raises RuntimeError, timm asserts, HF ValueError
             if "out of memory" in str(e).lower():
                 raise OutOfMemoryError(
                     f"out of memory running the model on {device}: try a smaller input size"

@@ -17,6 +17,8 @@ from typing import Any
 from .camera import controls_help
 from .cli_info import cmd_info
 from .cli_inspect import add_inspect_parser, parse_pixel, pick_json, say_pick
+from .cli_record import add_record_parser, add_view_tour_args, attach_tour, record_view
+from .cli_wall import add_wall_parser
 from .errors import GlnetError, InputError
 from .inputs import parse_size
 from .render.scene import RENDERERS
@@ -24,14 +26,18 @@ from .render.scene import RENDERERS
 __all__ = ["build_parser", "main"]
 
 _EPILOG = """\
-MODEL is a torchvision model name (random weights unless --weights is given; nothing is downloaded),
-a package.module:callable returning an nn.Module, or a TorchScript file.
+MODEL is a torchvision model name, timm:NAME or hf:FOLDER (random weights unless --weights is given or
+the folder holds them; nothing is downloaded), a package.module:callable returning an nn.Module, or a
+TorchScript file.
 Examples:
   glnet view resnet50                     fly through ResNet-50 (a video when there is no display)
   glnet snapshot vgg16 --out vgg16.png --size 1920x1080 --stats-json vgg16.json
   glnet snapshot resnet18 --input cat.jpg --weights resnet18.pth --camera layer:conv1 --out conv1.png
   glnet snapshot resnet50 --camera layer:layer3.0.conv2 --pick 640,360 --out pick.png --stats-json pick.json
   glnet inspect resnet50 --neuron layer3.0.conv2:5,7,7 --json n.json --saliency s.png
+  glnet record resnet50 --tour flythrough --size 3840x2160 --fps 30 --out tour4k.mp4
+  glnet snapshot timm:convnext_tiny --weights convnext.safetensors --out c.png
+  glnet snapshot r3d_18 --input-shape 1x3x16x112x112 --out r3d.png
 """
 
 
@@ -46,20 +52,32 @@ def _add_gl_device(p: argparse.ArgumentParser) -> None:
 
 def _add_model_args(p: argparse.ArgumentParser, drawing: bool = True) -> None:
     p.add_argument(
-        "model", metavar="MODEL", help="torchvision model name, package.module:callable, or TorchScript file"
+        "model",
+        metavar="MODEL",
+        help="torchvision model name, timm:NAME, hf:FOLDER, package.module:callable, or TorchScript file",
     )
     p.add_argument(
-        "--input", metavar="IMAGE", help="image file to feed the model (default: a built-in test image)"
+        "--input",
+        metavar="FILE",
+        help="image file, or a tensor (.npy, .pt; batch first) to feed the model (default: a built-in test "
+        "image, clip or signal)",
     )
     p.add_argument(
-        "--weights", metavar="FILE", help="state dict to load (read with weights_only=True: never runs code)"
+        "--weights",
+        metavar="FILE",
+        help="state dict to load: .safetensors, or .pt/.pth read with weights_only=True (never runs code)",
     )
     p.add_argument(
         "--input-size",
         type=int,
-        default=224,
         metavar="N",
-        help="side of the model's square input in pixels (default 224)",
+        help="side of the model's square input in pixels (default: the model's own, else 224)",
+    )
+    p.add_argument(
+        "--input-shape",
+        metavar="NxCx...",
+        help="the built-in input's full shape, batch first: 1x3x224x224, 1x1x28x28 (grey), "
+        "1x3x16x112x112 (video), 1x1x16000 (audio)",
     )
     p.add_argument(
         "--granularity",
@@ -124,17 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         "With no display (or --headless) render the scripted fly-through to a video instead.",
     )
     _add_model_args(v)
-    v.add_argument("--fullscreen", action="store_true", help="start fullscreen")
+    v.add_argument("--fullscreen", action="store_true", help="start fullscreen (at the monitor's own mode)")
+    v.add_argument("--screen", type=int, metavar="N", help="open on monitor N (glnet info lists them)")
     v.add_argument(
         "--headless", action="store_true", help="render a fly-through video even if a display exists"
     )
-    v.add_argument(
-        "--out",
-        metavar="VIDEO",
-        help="headless output: .mp4, .gif or a folder for PNGs (default glnet-MODEL.mp4)",
-    )
-    v.add_argument("--seconds", type=float, default=6.0, help="headless video length (default 6)")
-    v.add_argument("--fps", type=float, default=30.0, help="headless video frame rate (default 30)")
+    add_view_tour_args(v)  # --out, --tour, --save-tour, --seconds, --fps
     v.set_defaults(run=_cmd_view)
 
     s = sub.add_parser(
@@ -161,9 +174,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="inspect the neuron drawn at pixel X,Y (from the top left): the inspector in the image, "
         "the pick in the stats",
     )
+    s.add_argument(
+        "--tiles",
+        metavar="CxR",
+        help="render C x R tiles streamed into one PNG, past the GPU's framebuffer limit (the HUD in the "
+        "top-left tile): --size 30720x17280 --tiles 4x4",
+    )
     s.set_defaults(run=_cmd_snapshot)
 
     add_inspect_parser(sub, _add_model_args, _prepare)
+    add_record_parser(sub, _add_model_args, _prepare)
+    add_wall_parser(sub, _add_model_args, _prepare)
 
     b = sub.add_parser(
         "bench",
@@ -285,19 +306,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prepare(args: argparse.Namespace):
+    from .inputs import parse_shape
     from .pipeline import trace_model
+    from .progress import module_progress
 
     t0 = time.perf_counter()
+    shape = parse_shape(args.input_shape) if args.input_shape else None
     _say(f"glnet: building {args.model} and capturing its activations ...")
-    prep = trace_model(
-        args.model,
-        image=args.input,
-        weights=args.weights,
-        input_size=args.input_size,
-        granularity=args.granularity,
-        device=args.device,
-        seed=args.seed,
-    )
+    with module_progress("glnet: capturing"):  # a bar of the layers run, when that takes over a second
+        prep = trace_model(
+            args.model,
+            image=args.input,
+            weights=args.weights,
+            input_size=args.input_size,
+            granularity=args.granularity,
+            device=args.device,
+            seed=args.seed,
+            input_shape=shape,
+        )
+    if prep.spec.random_weights:
+        _say(f"glnet: {prep.spec.name}: random weights (no --weights)")
     tr = prep.trace
     _say(f"glnet: {tr.neurons:,} neurons in {len(tr.layers)} layers ({time.perf_counter() - t0:.1f} s)")
     bad = [(r.name, int((~r.value.isfinite()).sum())) for r in tr.layers]
@@ -348,7 +376,10 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise InputError(f"--out must end in .png or .jpg, not {out.name!r}")
-    size = parse_size(args.size)
+    from .tiles import check_still, parse_still_size, render_tiled, tiles_option
+
+    size = parse_still_size(args.size)
+    grid = tiles_option(args.tiles, out, args.pick)
     pick = parse_pixel(args.pick, size) if args.pick else None
     configure_platform(headless=True)
     t0 = time.perf_counter()
@@ -357,8 +388,11 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
 
     # fail fast, before building the model, when there is no GL; on the GPU the model runs on
     with GLContext.offscreen(gl_device=args.gl_device, cuda_device=args.device) as ctx:
+        check_still(size, grid, ctx.max_texture_size)
         prep = _prepare(args)
-        snap = render_snapshot(
+        render = render_snapshot if grid is None else render_tiled
+        extra = {"pick": pick} if grid is None else {"out": out, "grid": grid}
+        snap = render(
             prep.trace,
             size=size,
             camera=args.camera,
@@ -367,11 +401,12 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
             ctx=ctx,
             lod=args.lod,
             max_neurons=_neuron_budget(args, prep.trace, ctx),
-            pick=pick,
             model=prep.spec.model,
             labels=args.labels,
+            **extra,
         )
-    snap.save(out)
+    if grid is None:
+        snap.save(out)
     if args.pick:
         say_pick(snap, _say)
     wall = time.perf_counter() - t0
@@ -396,8 +431,11 @@ def _cmd_snapshot(args: argparse.Namespace) -> int:
             "wall_s": round(wall, 3),
             "granularity": args.granularity,
             "input": args.input or "builtin:test_image",
+            "input_shape": list(prep.input.shape),
             "camera": args.camera or "overview",
         }
+        if grid is not None:
+            stats["tiles"] = f"{grid[0]}x{grid[1]}"
         if snap.predictions:
             stats["predictions"] = [p.as_dict() for p in snap.predictions]
         if args.pick:
@@ -414,47 +452,19 @@ def _cmd_view(args: argparse.Namespace) -> int:
     from .gpu.context import configure_platform, has_display
 
     size = parse_size(args.size)
-    if not (0 < args.seconds <= 3600 and 0 < args.fps <= 240):
+    if not ((args.seconds is None or 0 < args.seconds <= 3600) and 0 < args.fps <= 240):
         raise InputError("--seconds must be in (0, 3600] and --fps in (0, 240]")
     headless = args.headless or not has_display()
+    if args.screen is not None and headless:
+        raise InputError(f"--screen {args.screen} picks a monitor: there is none without a display")
     if args.gl_device is not None and not headless:
         raise InputError(
             "--gl-device picks the GPU for headless rendering: add --headless (a window is drawn by its "
             "display's GPU)"
         )
     configure_platform(headless=headless)
-    if headless:
-        from .app import render_tour
-        from .gpu.context import GLContext
-
-        with GLContext.offscreen(gl_device=args.gl_device, cuda_device=args.device) as ctx:  # fail fast
-            prep = _prepare(args)
-
-            out = args.out or f"glnet-{Path(prep.spec.name).name}.mp4"
-            why = "--headless" if args.headless else "no display"
-            _say(f"glnet: {why}: rendering a {args.seconds:g} s fly-through to {out}")
-
-            def progress(k: int, n: int) -> None:
-                if k == n or k % max(1, n // 10) == 0:
-                    _say(f"glnet:   frame {k}/{n}")
-
-            info = render_tour(
-                prep.trace,
-                out,
-                size=size,
-                seconds=args.seconds,
-                fps=args.fps,
-                renderer=args.renderer,
-                ctx=ctx,
-                progress=progress,
-                lod=args.lod,
-                max_neurons=_neuron_budget(args, prep.trace, ctx),
-            )
-        _say(
-            f"glnet: wrote {info['path']} ({info['frames']} frames, "
-            f"{info['renderer']} on {info['gl_renderer']}, median frame {info['frame_ms']:.1f} ms)"
-        )
-        return 0
+    if headless:  # the same frame-exact path as glnet record
+        return record_view(args, _prepare, lambda trace, ctx: _neuron_budget(args, trace, ctx))
     from .window import Viewer
 
     prep = _prepare(args)
@@ -464,13 +474,18 @@ def _cmd_view(args: argparse.Namespace) -> int:
         max_neurons=args.max_neurons,
         size=size,
         fullscreen=args.fullscreen,
+        monitor=args.screen,
         renderer=args.renderer,
         title=f"glnet - {prep.spec.name}",
         model=prep.spec.model,
         labels=args.labels,
     )
     _say(f"glnet: flying through {prep.spec.name} ({viewer.vis.renderer}); Esc quits")
-    viewer.run()
+    tours = attach_tour(viewer, args.tour, args.save_tour, _say)
+    try:
+        viewer.run()
+    finally:  # on Ctrl-C too: the keyframes added with K are written
+        tours.finish()
     return 0
 
 
@@ -561,6 +576,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the glnet command line; returns the exit status."""
+    from ._torchvision import prepare_torchvision
+
+    prepare_torchvision()  # before any module of the user's (or timm) can import a mismatched torchvision
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -27,4 +27,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("\n".join(device_report(ctx.egl_device)))
     ok, why = interop_status()
     print(f"cuda-gl    {'available' if ok else 'unavailable: ' + why}")
+    print("\n".join(monitor_lines()))
     return 0
+
+
+def monitor_lines() -> list[str]:
+    """One line per monitor (``--screen`` takes its index): name, native mode, position, content scale."""
+    from .errors import GLUnavailableError
+    from .gpu.context import has_display
+
+    if not has_display():
+        return ["monitors   none (no display)"]
+    from .window import monitors
+
+    try:
+        found = monitors()
+    except GLUnavailableError as e:
+        return [f"monitors   none ({e})"]
+    return [f"monitor    {m.describe()}" for m in found] or ["monitors   none reported by GLFW"]

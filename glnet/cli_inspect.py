@@ -75,7 +75,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         for line in prediction_lines(ins):
             print("  " + line)
     if args.saliency:
-        rgb = input_rgb(prep.trace.input)
+        rgb = input_rgb(prep.trace.input, prep.spec.mean, prep.spec.std)
         if rgb is None or ins.saliency is None:
             raise InputError("the model's input is not an image: there is no saliency map to draw")
         from PIL import Image

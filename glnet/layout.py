@@ -352,7 +352,9 @@ def conv_weights(trace: Trace) -> dict[int, torch.Tensor]:
 def layout_for(trace: Trace, *, weights: bool = True, histograms: bool = True) -> Layout:
     """The layout of a trace: one slab per layer, weight panels beside conv layers, a histogram panel (values,
     and weights when shown) beside every layer, the input in front."""
-    frame = input_frame(trace.input)
+    from .inputs import picture_aspect
+
+    aspect = picture_aspect(trace.input)
     shapes = (
         {i: WeightAtlas.for_shape(w.shape).size for i, w in conv_weights(trace).items()} if weights else {}
     )
@@ -365,7 +367,7 @@ def layout_for(trace: Trace, *, weights: bool = True, histograms: bool = True) -
     layout = build_layout(
         [(r.name, r.grid) for r in trace.layers],
         weight_shapes=shapes,
-        input_aspect=(frame.shape[2] / frame.shape[1]) if frame is not None else None,
+        input_aspect=aspect,
         histograms=hist,
     )
     layout.edges = list(trace.edges)

@@ -1,15 +1,15 @@
 """Models: resolve a MODEL argument to a module, and load a user's weights file safely.
 
-MODEL is a torchvision model name (built with random weights: nothing is downloaded), a
-``package.module:callable`` zero-argument factory, or a TorchScript file. Weights files are read with
-``torch.load(weights_only=True)``, so a file can never run code, and are checked against the model
-key by key before loading so a mismatch is reported in one line.
+MODEL is a torchvision model name (built with random weights: nothing is downloaded), ``timm:NAME`` or
+``hf:DIR`` (resolved by :mod:`glnet.sources`), a ``package.module:callable`` zero-argument factory, or a
+TorchScript file. Weights files are safetensors or read with ``torch.load(weights_only=True)``, so a file can
+never run code, and are checked against the model key by key before loading so a mismatch is reported in
+one line; wrapper prefixes (``module.``, ``model.``, a Hugging Face base-model prefix) are matched up first.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 import pickle
 import warnings
@@ -23,6 +23,7 @@ from torch import nn
 
 from ._torchvision import import_torchvision
 from .errors import ModelError, OutOfMemoryError, WeightsError
+from .sources import import_user_module, is_source, load_source, weight_prefixes
 
 __all__ = ["ModelSpec", "available_memory", "load_model", "load_weights", "torchvision_names"]
 
@@ -35,8 +36,11 @@ class ModelSpec:
 
     model: nn.Module
     name: str
-    family: str  # classification | video | segmentation | custom | torchscript
+    family: str  # classification | video | segmentation | custom | torchscript | transformers
     input_shape: tuple[int, ...]  # per-sample shape of the default input, e.g. (3, 224, 224)
+    mean: tuple[float, ...] | None = None  # input normalisation (None: ImageNet's)
+    std: tuple[float, ...] | None = None
+    random_weights: bool = False  # built with random weights (torchvision, timm, an hf config alone)
 
 
 def torchvision_names() -> dict[str, str]:
@@ -91,19 +95,27 @@ def _input_shape(family: str, size: int) -> tuple[int, ...]:
 
 
 def load_model(
-    spec: str, *, input_size: int = 224, device: str | torch.device = "cpu", seed: int = 0
+    spec: str, *, input_size: int | None = None, device: str | torch.device = "cpu", seed: int = 0
 ) -> ModelSpec:
-    """Resolve MODEL (torchvision name, ``pkg.module:callable``, TorchScript file) to a module."""
+    """Resolve MODEL (torchvision name, ``timm:NAME``, ``hf:DIR``, ``pkg.module:callable``, TorchScript file)
+    to a module; ``input_size`` None takes the model's own (224 where it has none)."""
     device = torch.device(device)
     text = str(spec).strip()
     if not text:
         raise ModelError(
-            "no model given: name a torchvision model (e.g. resnet50), pkg.module:callable or a file"
+            "no model given: name a torchvision model (e.g. resnet50), timm:NAME, hf:DIR, "
+            "pkg.module:callable or a file"
         )
+    if is_source(text):
+        torch.manual_seed(seed)
+        sm = load_source(text, input_size=input_size, device=device, seed=seed, check_fits=_check_fits)
+        return ModelSpec(sm.model, sm.name, sm.family, sm.input_shape, sm.mean, sm.std, sm.random_weights)
+    input_size = input_size or 224
     path = Path(text)
     if path.suffix in (".pt", ".pth", ".ts", ".jit", ".torchscript") or path.is_file():
         return _load_torchscript(path, input_size, device)
     if ":" in text:
+        torch.manual_seed(seed)  # --seed fixes a factory's random weights too
         return _load_factory(text, input_size, device)
     names = torchvision_names()
     family = names.get(text)
@@ -128,17 +140,16 @@ def load_model(
         model = build()
     except (MemoryError, torch.OutOfMemoryError) as e:
         raise OutOfMemoryError(f"not enough memory to build {text}") from e
-    return ModelSpec(model.to(device).eval(), text, family, _input_shape(family, input_size))
+    spec = ModelSpec(model.to(device).eval(), text, family, _input_shape(family, input_size))
+    spec.random_weights = True
+    return spec
 
 
 def _load_factory(text: str, input_size: int, device: torch.device) -> ModelSpec:
     module_name, _, attr = text.partition(":")
     if not module_name or not attr:
         raise ModelError(f"{text!r} is not of the form package.module:callable")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ModelError(f"cannot import {module_name!r} for {text!r}: {e}") from e
+    module = import_user_module(module_name)
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -148,8 +159,11 @@ def _load_factory(text: str, input_size: int, device: torch.device) -> ModelSpec
         raise ModelError(f"{text!r} is not callable")
     try:
         model = obj()
+    except (MemoryError, torch.OutOfMemoryError) as e:
+        raise OutOfMemoryError(f"not enough memory to build {text}") from e
     except Exception as e:
-        raise ModelError(f"{text}() failed: {type(e).__name__}: {e}") from e
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ModelError(f"{text}() failed: {type(e).__name__}: {first}") from e
     if not isinstance(model, nn.Module):
         raise ModelError(f"{text}() returned a {type(model).__name__}, not a torch.nn.Module")
     return ModelSpec(model.to(device).eval(), text, "custom", _input_shape("classification", input_size))
@@ -172,29 +186,61 @@ def _load_torchscript(path: Path, input_size: int, device: torch.device) -> Mode
 
 def _unwrap_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
-        for key in ("state_dict", "model_state_dict", "model", "net", "weights"):
+        keys = ("state_dict", "model_state_dict", "model", "net", "weights", "state_dict_ema", "model_ema")
+        for key in keys:
             inner = obj.get(key)
             if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
                 obj = inner
                 break
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError("the weights file holds no state dict (a mapping of parameter names to tensors)")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 
-def _examples(keys: list[str]) -> str:
-    return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+def _align_keys(state: dict[str, torch.Tensor], own: set[str], prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """The checkpoint with wrapper prefixes stripped (or the model's base prefix added) so that the most keys
+    match the model's; ties keep the file's own names."""
+
+    def strip(d: dict[str, Any], p: str) -> dict[str, Any]:
+        return {k.removeprefix(p): v for k, v in d.items()}
+
+    best, score = state, len(own.intersection(state))
+    frontier = [state]
+    for _ in range(3):  # nested wrappers, e.g. module.model.
+        nxt = []
+        for d in frontier:
+            for p in prefixes:
+                cands = []
+                if any(k.startswith(p) for k in d):
+                    cands.append(strip(d, p))
+                if any(k.startswith(p) for k in own) and not any(k.startswith(p) for k in d):
+                    cands.append({p + k: v for k, v in d.items()})
+                for c in cands:
+                    n = len(own.intersection(c))
+                    if n > score:
+                        best, score = c, n
+                        nxt.append(c)
+        frontier = nxt
+    return best
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike[str], model_name: str = "the model") -> None:
-    """Load a weights file into ``model`` (never running code from it); one-line errors on any mismatch."""
-    p = Path(path)
-    if not p.is_file():
-        raise WeightsError(f"weights file {str(p)!r} does not exist")
+def _read_state(p: Path) -> Any:
+    """The file's contents, without running code: safetensors, else torch.load(weights_only=True)."""
+    with open(p, "rb") as f:
+        head = f.read(9)
+    # a safetensors file opens with its JSON header's length (8 bytes, little-endian) and then "{"
+    sniffed = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 27
+    if p.suffix == ".safetensors" or sniffed:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise WeightsError(f"{str(p)!r} is not a readable safetensors file: {why}") from e
     try:
-        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise WeightsError(
             f"{str(p)!r} holds objects other than tensors; glnet loads weights with weights_only=True "
@@ -202,11 +248,25 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], model_name: str
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         raise WeightsError(f"{str(p)!r} is not a readable PyTorch weights file (corrupt or truncated)") from e
+
+
+def _examples(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (", ..." if len(keys) > 3 else "")
+
+
+def load_weights(model: nn.Module, path: str | os.PathLike[str], model_name: str = "the model") -> None:
+    """Load a ``.safetensors``/``.pt``/``.pth`` file into ``model`` (never running code from it), matching
+    up wrapper and base-model key prefixes; one-line errors on any mismatch."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"weights file {str(p)!r} does not exist")
+    obj = _read_state(p)
     try:
         state = _unwrap_state_dict(obj)
     except WeightsError as e:
         raise WeightsError(f"{str(p)!r}: {e}") from e
     own = model.state_dict()
+    state = _align_keys(state, set(own), weight_prefixes(model))
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]

@@ -1,36 +1,58 @@
-"""Writing rendered frames to a video: H.264 .mp4, animated .gif, or a folder of numbered PNGs.
+"""Writing rendered frames to a video (.mp4 through PyAV: H.264, HEVC or AV1), an animated .gif, or a folder
+of numbered PNGs.
 
-MP4 frames stream straight into imageio-ffmpeg's bundled ffmpeg (no system ffmpeg needed) and are
-never held in memory, so recordings can be as long as the disk allows. ffmpeg's stderr goes to a file of its
-own, read back into the error when it fails; this process's stderr is never touched.
+MP4 frames are encoded in-process by PyAV's bundled encoders (libx264, libx265, SVT-AV1; no ffmpeg binary,
+no system packages) and never held in memory beyond a short queue, so recordings can be as long as the disk
+allows. Encoding (and PNG/GIF compression) runs on a thread of its own behind a bounded queue, so the
+caller renders frame n+1 while frame n is encoded; an error on that thread is raised by the next
+:meth:`VideoWriter.write` or by :meth:`VideoWriter.close`. The encoders' own chatter is kept off stderr.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import subprocess
-import sys
-import tempfile
+import queue
+import threading
+import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import Any
 
-import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
 from glnet.errors import GlnetError, InputError
 
-__all__ = ["VideoWriteError", "VideoWriter", "read_video_frames"]
+__all__ = [
+    "CODECS",
+    "H264_MAX",
+    "VideoWriteError",
+    "VideoWriter",
+    "choose_codec",
+    "h264_fits",
+    "read_video_frames",
+    "video_info",
+]
 
 _SUFFIXES = (".mp4", ".gif")
+H264_MAX = (4096, 2304)  # H.264 level 5.2's largest 16:9 frame (36,864 macroblocks), and its widest side
+# codec name -> (encoders to try in order, default CRF, encoder options): the presets trade size for speed,
+# since CPU encoding of 4K/8K is the recording's bottleneck (there is no hardware encoder to lean on)
+CODECS: dict[str, tuple[tuple[str, ...], int, dict[str, str]]] = {
+    "h264": (("libx264",), 18, {"preset": "fast"}),
+    "hevc": (("libx265",), 22, {"preset": "fast", "x265-params": "log-level=error"}),
+    "av1": (("libsvtav1", "libaom-av1"), 32, {"preset": "10"}),
+}
+# above H.264's limit: whichever of the two encodes 8K faster here (benchmarks/encode_rate.py)
+LARGE_CODEC = "av1"
+_QUEUE = 3  # frames waiting for the encoder: enough to overlap, little memory at 8K (100 MB a frame)
 
 
 class VideoWriteError(GlnetError, OSError):
-    """ffmpeg (or the file system) failed to write the video; the message carries ffmpeg's own words."""
+    """The encoder (or the file system) failed to write the video; the message carries its own words."""
 
 
 def _is_folder(path: str | os.PathLike) -> bool:
@@ -38,21 +60,72 @@ def _is_folder(path: str | os.PathLike) -> bool:
     return text.endswith(("/", os.sep)) or Path(text).suffix == ""
 
 
-class VideoWriter:
-    """Writes RGB frames to an .mp4 (H.264), a .gif, or numbered PNGs in a folder (no suffix or a
-    trailing '/').
+def h264_fits(width: int, height: int) -> bool:
+    """Whether H.264 (level 5.2) can encode a ``width`` x ``height`` frame."""
+    mbs = math.ceil(width / 16) * math.ceil(height / 16)
+    return mbs <= (H264_MAX[0] // 16) * (H264_MAX[1] // 16) and max(width, height) <= H264_MAX[0]
 
-    Use as a context manager or call :meth:`close`; the first frame fixes the size. ``quality`` is
-    imageio's 1..10 scale for H.264 (10 best; 7 means CRF 15, visually lossless for renders) and is
-    ignored by the other outputs. GIF frames are palettised and kept (1 byte a pixel) until close, so
-    GIFs suit short clips; Pillow merges identical consecutive GIF frames into one longer frame.
+
+def _encoder(name: str) -> str | None:
+    """The first encoder this PyAV build has for codec ``name``, or None."""
+    import av
+
+    for enc in CODECS[name][0]:
+        try:
+            av.codec.Codec(enc, "w")
+            return enc
+        except Exception:  # not in this build
+            continue
+    return None
+
+
+def choose_codec(width: int, height: int, codec: str | None = None) -> str:
+    """The codec for a ``width`` x ``height`` video: ``codec`` if given, else H.264 up to 4096x2304 and
+    HEVC or AV1 above (whichever this build has, AV1 first)."""
+    if codec is not None:
+        if codec not in CODECS:
+            raise InputError(f"unknown codec {codec!r}: use one of {', '.join(CODECS)}")
+        if _encoder(codec) is None:
+            raise InputError(f"this PyAV build has no {codec} encoder ({', '.join(CODECS[codec][0])})")
+        if codec == "h264" and not h264_fits(width, height):
+            raise InputError(
+                f"H.264 cannot encode {width}x{height}: its limit is {H264_MAX[0]}x{H264_MAX[1]}; "
+                "use --codec hevc or av1"
+            )
+        return codec
+    if h264_fits(width, height):
+        return "h264"
+    for name in (LARGE_CODEC, "hevc", "av1"):
+        if _encoder(name) is not None:
+            return name
+    raise VideoWriteError(f"no HEVC or AV1 encoder in this PyAV build for a {width}x{height} video")
+
+
+class VideoWriter:
+    """Writes RGB frames to an .mp4, a .gif, or numbered PNGs in a folder (no suffix or a trailing '/').
+
+    Use as a context manager or call :meth:`close`; the first frame fixes the size. For .mp4, ``codec``
+    (h264, hevc, av1) forces one, otherwise :func:`choose_codec` picks by size; ``crf`` is the encoder's
+    constant-rate factor (lower is better). Odd sides are padded to even with a black row or column
+    (yuv420p needs even sides); :attr:`size` is the encoded size. GIF frames are palettised and kept until
+    close, so GIFs suit short clips.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float = 30.0, *, quality: int = 7) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fps: float = 30.0,
+        *,
+        codec: str | None = None,
+        crf: int | None = None,
+        queue_size: int = _QUEUE,
+    ) -> None:
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             raise InputError(f"fps must be a positive number, got {fps!r}")
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 10:
-            raise InputError(f"video quality must be an integer in 1..10, got {quality!r}")
+        if crf is not None and (isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 63):
+            raise InputError(f"crf must be an integer in 0..63, got {crf!r}")
+        if codec is not None and codec not in CODECS:
+            raise InputError(f"unknown codec {codec!r}: use one of {', '.join(CODECS)}")
         self.path = Path(path)
         if _is_folder(path):
             self._kind = "png"
@@ -64,13 +137,20 @@ class VideoWriter:
                 "use .mp4, .gif, or a folder name (no suffix, or ending in '/') for PNG frames"
             )
         self.fps = float(fps)
-        self.quality = quality
-        self.frames = 0
-        self._size: tuple[int, int] | None = None  # (height, width) as given by the first frame
+        self.crf = crf
+        self.codec: str | None = codec if self._kind == "mp4" else self._kind  # the one used, once chosen
+        self.encoder: str | None = None  # e.g. libx264
+        self.frames = 0  # frames accepted by write()
+        self.encoded = 0  # frames the thread has finished
+        self.encode_s = 0.0  # seconds the thread spent encoding (its busy time)
+        self.size: tuple[int, int] | None = None  # (width, height) as encoded
+        self._shape: tuple[int, int] | None = None  # (height, width) as given by the first frame
         self._closed = False
-        self._ffmpeg: subprocess.Popen[bytes] | None = None
-        self._log: IO[bytes] | None = None  # ffmpeg's stderr
-        self._failed = False  # ffmpeg failed and that was raised: no more frames, close() cleans up
+        self._error: BaseException | None = None
+        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=max(1, queue_size))
+        self._thread: threading.Thread | None = None
+        self._container: Any = None
+        self._stream: Any = None
         self._gif: list[Image.Image] = []
         folder = self.path if self._kind == "png" else self.path.parent
         try:
@@ -80,134 +160,167 @@ class VideoWriter:
             raise InputError(f"cannot create folder {str(folder)!r} for the recording: {reason}") from None
         if self._kind == "mp4":
             try:
-                self._exe = imageio_ffmpeg.get_ffmpeg_exe()
-            except RuntimeError as err:
-                raise VideoWriteError(f"no ffmpeg to write {str(path)!r}: {err}") from None
+                import av  # noqa: F401
+            except ImportError as err:
+                raise VideoWriteError(f"PyAV is needed to write {str(path)!r}: {err}") from None
 
     # ---- writing -------------------------------------------------------------------------------
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one HxWx3 or HxWx4 uint8 frame (alpha is dropped); ValueError if its size differs."""
+        """Queue one HxWx3 or HxWx4 uint8 frame (alpha dropped; copied, so the caller may reuse it);
+        ValueError if its size differs, VideoWriteError if the encoder has failed."""
         if self._closed:
             raise ValueError(f"VideoWriter for {str(self.path)!r} is closed")
+        self._raise_failure()
         frame = np.asarray(frame)
         if frame.ndim != 3 or frame.shape[2] not in (3, 4) or frame.dtype != np.uint8:
             raise ValueError(f"frame must be an HxWx3 or HxWx4 uint8 array, got {frame.dtype} {frame.shape}")
         height, width = frame.shape[:2]
         if height == 0 or width == 0:
             raise ValueError(f"frame is empty: {frame.shape}")
-        if self._size is None:
-            self._size = (height, width)
-        elif self._size != (height, width):
+        if self._shape is None:
+            self._start(width, height)
+        elif self._shape != (height, width):
             raise ValueError(
-                f"frame size changed from {self._size[1]}x{self._size[0]} to {width}x{height}; "
+                f"frame size changed from {self._shape[1]}x{self._shape[0]} to {width}x{height}; "
                 "all frames of a video must have the first frame's size"
             )
-        rgb = np.ascontiguousarray(frame[..., :3])
-        if self._kind == "mp4":
-            self._write_mp4(rgb)
-        elif self._kind == "gif":
-            # GIFs are assembled at close, so keep each frame palettised: a third of its RGB size.
-            self._gif.append(Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE))
-        else:
-            target = self.path / f"frame_{self.frames:06d}.png"
+        rgb = np.ascontiguousarray(frame[..., :3]) if frame.shape[2] == 4 else frame.copy()
+        while True:  # bounded: wait for the encoder, but never past its failure
             try:
-                Image.fromarray(rgb).save(target, compress_level=1)  # fast: these are intermediates
-            except OSError as err:
-                raise VideoWriteError(f"cannot write {str(target)!r}: {err}") from None
+                self._queue.put(rgb, timeout=0.1)
+                break
+            except queue.Full:
+                self._raise_failure()
         self.frames += 1
 
-    def _write_mp4(self, rgb: np.ndarray) -> None:
-        if self._failed:
-            raise VideoWriteError(f"cannot write more frames to {str(self.path)!r}: ffmpeg failed earlier")
-        if self._ffmpeg is None:
-            self._failed = True  # until ffmpeg is running
-            self._start_ffmpeg(rgb.shape[1], rgb.shape[0])
-            self._failed = False
-        assert self._ffmpeg is not None and self._ffmpeg.stdin is not None
+    def _start(self, width: int, height: int) -> None:
+        self._shape = (height, width)
+        self.size = (width + width % 2, height + height % 2) if self._kind == "mp4" else (width, height)
+        if self._kind == "mp4":
+            self._open_mp4(*self.size)
+        self._thread = threading.Thread(target=self._work, name=f"glnet-encode-{self.path.name}", daemon=True)
+        self._thread.start()
+
+    def _open_mp4(self, width: int, height: int) -> None:
+        import av
+
+        self.codec = choose_codec(width, height, self.codec)
+        self.encoder = _encoder(self.codec)
+        _, default_crf, options = CODECS[self.codec]
+        os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints to stderr itself: errors only
         try:
-            self._ffmpeg.stdin.write(memoryview(rgb).cast("B"))
-        except OSError:
-            self._stop_ffmpeg()  # it has exited: wait for it so that its log is complete
-            self._failed = True
-            raise self._failure("ffmpeg stopped while writing") from None
-
-    def _ffmpeg_command(self, width: int, height: int) -> list[str]:
-        """imageio-ffmpeg's ``write_frames`` command line for raw RGB on stdin to H.264 in ``self.path``."""
-        crf = int((1 - self.quality / 10.0) * 51)
-        cmd = [self._exe, "-y", "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{width}x{height}"]
-        cmd += ["-pix_fmt", "rgb24", "-r", str(Fraction(self.fps).limit_denominator()), "-i", "-", "-an"]
-        cmd += ["-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(crf), "-v", "error"]
-        cmd += ["-movflags", "+faststart"]
-        if width % 2 or height % 2:  # yuv420p needs even sides: add one black row/column
-            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
-        return [*cmd, str(self.path)]
-
-    def _start_ffmpeg(self, width: int, height: int) -> None:
-        self._log = tempfile.TemporaryFile(prefix="glnet-ffmpeg-")
-        # A session of its own: Ctrl-C in the terminal stops glnet, which then finishes the file.
-        group = (
-            {"creationflags": 0x00000200} if sys.platform.startswith("win") else {"start_new_session": True}
-        )
+            self._container = av.open(str(self.path), mode="w", format="mp4")
+        except (OSError, av.FFmpegError) as err:
+            raise VideoWriteError(f"cannot write {str(self.path)!r}: {_words(err)}") from None
         try:
-            self._ffmpeg = subprocess.Popen(
-                self._ffmpeg_command(width, height),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=self._log,
-                **group,
-            )
-        except OSError as err:
-            raise VideoWriteError(f"cannot start ffmpeg to write {str(self.path)!r}: {err}") from None
+            rate = Fraction(self.fps).limit_denominator(1001)
+            stream = self._container.add_stream(self.encoder, rate=rate)
+            stream.width, stream.height = width, height
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = 1 / rate
+            opts = dict(options)
+            opts["crf"] = str(default_crf if self.crf is None else self.crf)
+            stream.options = opts
+            cc = stream.codec_context
+            cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1  # BT.709, as the frames are converted
+            cc.color_range = 1  # limited ("TV") range, what players expect of yuv420p
+            if self.codec == "hevc":
+                cc.codec_tag = "hvc1"  # the tag Apple players need for HEVC in MP4
+            self._stream = stream
+        except BaseException as err:
+            self._container.close()
+            self._container = None
+            if isinstance(err, (OSError, av.FFmpegError, ValueError)):
+                what = f"cannot set up {self.encoder} for {str(self.path)!r}"
+                raise VideoWriteError(f"{what}: {_words(err)}") from None
+            raise
 
-    def _stop_ffmpeg(self) -> int | None:
-        """Close ffmpeg's stdin and wait for it to finish the file; returns its exit status."""
-        proc, self._ffmpeg = self._ffmpeg, None
-        if proc is None:
-            return None
+    def _work(self) -> None:
+        """The encoder thread: frames off the queue until the end marker, then the encoder's flush."""
         try:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        except OSError:  # it had already exited; the log says why
-            pass
-        return proc.wait()
+            while True:
+                rgb = self._queue.get()
+                if rgb is None:
+                    break
+                if self._error is not None:
+                    continue  # drain: write() raises the failure
+                t0 = time.perf_counter()
+                self._encode(rgb)
+                self.encode_s += time.perf_counter() - t0
+                self.encoded += 1
+            if self._error is None and self._stream is not None:
+                t0 = time.perf_counter()
+                self._container.mux(self._stream.encode(None))
+                self.encode_s += time.perf_counter() - t0
+        except BaseException as err:  # surfaced on the caller's thread
+            self._error = err
+            if self._stream is not None:  # keep what was encoded: a shorter file, still playable
+                try:
+                    self._container.mux(self._stream.encode(None))
+                except Exception:
+                    pass
+            while True:  # unblock a write() waiting on a full queue
+                try:
+                    if self._queue.get_nowait() is None:
+                        break
+                except queue.Empty:
+                    break
 
-    def _ffmpeg_message(self) -> str:
-        if self._log is None:
-            return ""
-        self._log.seek(0)
-        text = self._log.read().decode("utf-8", "replace")
-        return " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    def _encode(self, rgb: np.ndarray) -> None:
+        n = self.encoded
+        if self._kind == "mp4":
+            import av
 
-    def _failure(self, what: str) -> VideoWriteError:
-        message = self._ffmpeg_message() or "no message from ffmpeg"
-        return VideoWriteError(f"{what} {str(self.path)!r}: {message}")
+            w, h = self.size or (0, 0)
+            if rgb.shape[:2] != (h, w):  # odd side: one black row/column more
+                padded = np.zeros((h, w, 3), np.uint8)
+                padded[: rgb.shape[0], : rgb.shape[1]] = rgb
+                rgb = padded
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709")
+            frame.pts = n
+            self._container.mux(self._stream.encode(frame))
+        elif self._kind == "gif":
+            self._gif.append(Image.fromarray(rgb).quantize(256, method=Image.Quantize.FASTOCTREE))
+        else:
+            Image.fromarray(rgb).save(self.path / f"frame_{n:06d}.png", compress_level=1)
+
+    def _raise_failure(self) -> None:
+        err = self._error
+        if err is None:
+            return
+        if isinstance(err, VideoWriteError):
+            raise err
+        raise VideoWriteError(f"cannot write {str(self.path)!r}: {_words(err)}") from None
 
     # ---- closing -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Finish the file (flush ffmpeg, or save the GIF); safe to call more than once."""
+        """Finish the file (flush the encoder, or save the GIF); safe to call more than once."""
         if self._closed:
             return
         self._closed = True
         try:
-            if self._kind == "mp4":
-                self._close_mp4()
-            elif self._kind == "gif" and self._gif:
+            if self._thread is not None:
+                while self._thread.is_alive():  # the end marker; a failed thread has stopped taking frames
+                    try:
+                        self._queue.put(None, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                self._thread.join()
+            if self._container is not None:
+                container, self._container = self._container, None
+                try:
+                    container.close()
+                except Exception as err:
+                    self._error = self._error or err
+            self._raise_failure()
+            if self._kind == "gif" and self._gif:
                 self._save_gif()
         finally:
             self._gif = []
-            if self._log is not None:
-                self._log.close()
-                self._log = None
-
-    def _close_mp4(self) -> None:
-        if self._ffmpeg is None:
-            return  # no frame written (no file, no error), or the failure was already raised
-        status = self._stop_ffmpeg()
-        # With log level "error", anything ffmpeg printed is an error; a missing file is one too.
-        if status or self._ffmpeg_message() or not self.path.is_file() or self.path.stat().st_size == 0:
-            raise self._failure("ffmpeg failed writing")
 
     def _save_gif(self) -> None:
         first, *rest = self._gif
@@ -232,23 +345,47 @@ class VideoWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # A writer dropped without close() must not leave an orphaned ffmpeg process behind.
-        if getattr(self, "_ffmpeg", None) is not None:
-            try:
-                self._stop_ffmpeg()
-            except Exception:  # nothing can be reported from a finaliser
-                pass
+        if exc_type is None:
+            self.close()
+            return
+        try:  # already failing (Ctrl-C included): finish what was written, keep the first error
+            self.close()
+        except VideoWriteError:
+            pass
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"VideoWriter({str(self.path)!r}, fps={self.fps:g}, frames={self.frames}, {state})"
+        codec = f", {self.codec}" if self.codec else ""
+        return f"VideoWriter({str(self.path)!r}, fps={self.fps:g}{codec}, frames={self.frames}, {state})"
+
+
+def _words(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text
+
+
+def video_info(path: str | os.PathLike) -> dict[str, Any]:
+    """A video's codec, size, frame rate and frame count (counted by decoding), read with PyAV."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"video {str(path)!r} does not exist")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return {
+            "codec": stream.codec_context.codec.canonical_name,  # the format's name: av1, not libdav1d
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "fps": float(stream.average_rate or stream.guessed_rate or 0),
+            "frames": frames,
+            "pix_fmt": stream.codec_context.pix_fmt,
+        }
 
 
 def read_video_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """Yield the frames of a video (anything ffmpeg reads) or a PNG folder as HxWx3 uint8 arrays."""
+    """Yield the frames of a video (anything FFmpeg reads) or a PNG folder as HxWx3 uint8 arrays."""
     path = Path(path)
     if path.is_dir():
         for file in sorted(path.glob("*.png")):
@@ -257,11 +394,11 @@ def read_video_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
         return
     if not path.is_file():
         raise InputError(f"video {str(path)!r} does not exist")
-    reader = imageio_ffmpeg.read_frames(str(path))
-    try:
-        meta = next(reader)
-        width, height = meta["size"]
-        for raw in reader:
-            yield np.frombuffer(raw, np.uint8).reshape(height, width, 3)
-    finally:
-        reader.close()
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            space = "ITU709" if frame.colorspace == 1 else None
+            yield frame.reformat(format="rgb24", src_colorspace=space).to_ndarray()

@@ -18,7 +18,7 @@ from glnet.errors import InputError
 from glnet.inputs import check_side
 from glnet.procedural import convex, fbm1, fbm2, lattice, paint, rgb, ridged1, ridged2, smooth, stream_key
 
-__all__ = ["test_image"]
+__all__ = ["test_image", "test_signal"]
 
 
 class _Scene:
@@ -472,3 +472,22 @@ def test_image(width: int = 224, height: int = 224, seed: int = 0) -> Image.Imag
 
 
 test_image.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite its name
+
+
+def test_signal(channels: int, length: int, seed: int = 0) -> np.ndarray:
+    """A speech-like 1-D test input (channels, length), float32 in about [-1, 1]: a gliding harmonic tone
+    under syllable-like bursts, plus a little noise; the default for (N, C, L) models. Deterministic."""
+    rng = np.random.default_rng(stream_key(int(seed), 77))
+    t = np.linspace(0.0, 1.0, length, endpoint=False, dtype=np.float64)
+    out = np.empty((channels, length), np.float32)
+    for c in range(channels):
+        f0 = 40.0 + 20.0 * c + 15.0 * np.sin(2 * np.pi * 1.5 * t)  # cycles over the clip: a slow glide
+        phase = 2 * np.pi * np.cumsum(f0) / length
+        tone = sum(np.sin(k * phase) / k for k in (1, 2, 3, 5))
+        bursts = np.clip(np.sin(2 * np.pi * (3.0 + rng.uniform(-0.5, 0.5)) * t), 0, None) ** 2
+        wave = 0.6 * tone * (0.25 + bursts) + 0.05 * rng.standard_normal(length)
+        out[c] = wave / max(1e-6, float(np.abs(wave).max()))
+    return out
+
+
+test_signal.__test__ = False  # type: ignore[attr-defined]

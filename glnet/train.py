@@ -27,6 +27,7 @@ from .errors import InputError, ModelError, NonFiniteError, OutOfMemoryError
 from .live import MODES, Live
 from .live.session import say_stderr
 from .pipeline import check_device
+from .progress import progress
 
 __all__ = ["TrainConfig", "find_nonfinite", "fit_classifier", "save_checkpoint", "train"]
 
@@ -300,7 +301,7 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
     )
     state = _TrainState()
     criterion = nn.CrossEntropyLoss()
-    progress_every = max(1, min(10, cfg.steps // 6 or 1))
+    bar = progress(cfg.steps, "glnet: training", enabled=False)  # replaced once the viewer is up
     error: BaseException | None = None
     checkpoint = None
     trained = False  # the loop is over: a Ctrl-C now only closes the held window
@@ -312,6 +313,9 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
                 f"batch {cfg.batch}, {cfg.optimizer} lr {lr:g}) for {cfg.steps} steps; "
                 "the cloud shows sample 0 of the held-out split"
             )
+            every = max(1, min(10, cfg.steps // 6 or 1))  # plain lines (CI logs): about six, at most every 10
+            bar = progress(cfg.steps, "glnet: training", unit="step", every=every)
+            viz.say = bar.wrap(viz.say)  # the viewer's notes, printed around the bar
             for k in range(1, cfg.steps + 1):
                 if state.interrupts:
                     state.stopped = "interrupted"
@@ -349,15 +353,14 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
                 state.step = k
                 if cfg.on_step is not None:
                     cfg.on_step(k, viz)
-                if k % progress_every == 0 or k == cfg.steps:
-                    sps = viz.samples_per_s()
-                    say(
-                        f"glnet: step {k}/{cfg.steps}  loss {lv:.3f}  acc {av:.2f}  "
-                        f"{sps or 0:.1f} samples/s  frames {viz.stats.frames}"
-                    )
+                sps = viz.samples_per_s()
+                bar.postfix(loss=f"{lv:.3f}", acc=f"{av:.2f}", **{"samples/s": f"{sps or 0:.1f}"})
+                bar.postfix(frames=viz.stats.frames)
+                bar.update()
             if state.interrupts:
                 state.stopped = "interrupted"
         trained = True
+        bar.close()
         if not viz.headless and viz.viewer_alive and state.stopped == "completed" and viz.hold:
             say("glnet: training finished; fly on, close the window (or Ctrl-C) to exit")
         viz.request_stop(state.stopped if state.stopped != "completed" else "")
@@ -375,6 +378,7 @@ def train(cfg: TrainConfig, *, say: Callable[[str], None] | None = None) -> dict
         else:
             state.stopped = "failed"
     finally:
+        bar.close()
         try:
             viz.close()
         except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from .app import Visualization
 from .camera import FlyController, camera_from_spec
 from .capture import Trace
-from .errors import GLUnavailableError
+from .errors import GLUnavailableError, InputError
 from .gpu.context import GLContext, configure_platform
 
 if TYPE_CHECKING:
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     from .render.pick import Pick
     from .render.scene import FrameStats
 
-__all__ = ["CloseHandler", "DrawFunction", "KeyHandler", "Screen", "TickHandler", "Viewer"]
+__all__ = [
+    "CloseHandler", "DrawFunction", "KeyHandler", "Monitor", "Screen", "TickHandler", "Viewer",
+    "choose_monitor", "monitors",
+]  # fmt: skip
 
 KeyHandler = Callable[[str, bool, frozenset[str]], bool]  # (key name, pressed, modifiers) -> consumed
 TickHandler = Callable[[float], None]  # (seconds since the last tick)
@@ -75,6 +79,57 @@ def _fullscreen_monitor(win: Any) -> Any:
     return monitor if monitor else None  # pyGLFW returns a NULL pointer, not None, for a windowed window
 
 
+@dataclass(frozen=True)
+class Monitor:
+    """A monitor as GLFW reports it: ``index`` is what ``--screen`` takes; sizes in screen coordinates."""
+
+    index: int
+    name: str
+    mode: tuple[int, int, int]  # native video mode: width, height, refresh rate (Hz; 0 when unknown)
+    position: tuple[int, int]  # top-left corner on the virtual desktop
+    scale: tuple[float, float]  # content scale: device pixels per screen coordinate (HiDPI: 2.0)
+    handle: Any = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> str:
+        w, h, hz = self.mode
+        rate = f"@{hz}Hz" if hz else ""
+        return (
+            f"{self.index}: {self.name} {w}x{h}{rate} at {self.position[0]},{self.position[1]} "
+            f"scale {self.scale[0]:g}x{self.scale[1]:g}"
+        )
+
+
+def monitors() -> list[Monitor]:
+    """The monitors GLFW sees on this display (needs a display: GLUnavailableError without one)."""
+    import glfw
+
+    if not glfw.init():
+        raise GLUnavailableError("GLFW cannot start: no display to list monitors on")
+    out = []
+    for i, m in enumerate(glfw.get_monitors() or []):
+        mode = glfw.get_video_mode(m)
+        name = glfw.get_monitor_name(m)
+        text = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+        size = (mode.size.width, mode.size.height, mode.refresh_rate)
+        pos, scale = tuple(glfw.get_monitor_pos(m)), tuple(glfw.get_monitor_content_scale(m))
+        out.append(Monitor(i, text, size, pos, scale, m))
+    return out
+
+
+def choose_monitor(index: int, available: Sequence[Monitor]) -> Monitor:
+    """Monitor ``index`` (``--screen``), or an InputError naming the monitors there are."""
+    if 0 <= index < len(available):
+        return available[index]
+    there = "; ".join(m.describe() for m in available) or "none"
+    raise InputError(f"no monitor {index} (--screen): the monitors here are {there}")
+
+
+def centred_on(monitor: Monitor, size: tuple[int, int]) -> tuple[int, int]:
+    """Where a window of ``size`` sits centred on ``monitor`` (its top-left corner)."""
+    (mx, my), (mw, mh, _) = monitor.position, monitor.mode
+    return mx + max(0, (mw - size[0]) // 2), my + max(0, (mh - size[1]) // 2)
+
+
 def _monitor_of(win: Any) -> Any:
     """The monitor holding the window's centre (the primary one if none does)."""
     import glfw
@@ -91,7 +146,9 @@ def _monitor_of(win: Any) -> Any:
 
 
 class Viewer:
-    """A window (VisPy on GLFW) to fly through a trace: controls in :data:`glnet.camera.CONTROLS`."""
+    """A window (VisPy on GLFW) to fly through a trace: controls in :data:`glnet.camera.CONTROLS`. With
+    ``canvas``, ``ctx`` and ``screen`` it drives a canvas made elsewhere instead (the notebook widget of
+    :mod:`glnet.notebook`), drawing in ``ctx`` (which it then owns) into the target ``screen``."""
 
     def __init__(
         self,
@@ -106,24 +163,43 @@ class Viewer:
         max_neurons: int | None = None,
         model: nn.Module | None = None,
         labels: str | Sequence[str] | None = None,
+        canvas: Any = None,
+        ctx: GLContext | None = None,
+        screen: Any = None,
+        monitor: int | None = None,
     ) -> None:
-        configure_platform(headless=False)
         from vispy import app
 
-        try:
-            self.app = app.use_app(backend)
-            self.canvas = app.Canvas(
-                title=title, size=size, fullscreen=fullscreen, keys=None, show=True, app=self.app, vsync=True
-            )
-        except Exception as e:
-            raise GLUnavailableError(f"cannot open a window with {backend} ({str(e).strip()[:160]})") from e
+        place: Monitor | None = None
+        if canvas is None:
+            configure_platform(headless=False)
+            try:
+                self.app = app.use_app(backend)
+            except Exception as e:
+                why = str(e).strip()[:160]
+                raise GLUnavailableError(f"cannot open a window with {backend} ({why})") from e
+            if monitor is not None:  # --screen: on that monitor (GLFW), fullscreen there at its own mode
+                place = choose_monitor(monitor, monitors() if backend == "glfw" else [])
+            try:
+                self.canvas = app.Canvas(
+                    title=title, size=size, fullscreen=fullscreen and place is None, keys=None, show=True,
+                    app=self.app, vsync=True,
+                )  # fmt: skip
+            except Exception as e:
+                why = str(e).strip()[:160]
+                raise GLUnavailableError(f"cannot open a window with {backend} ({why})") from e
+            self.ctx = GLContext(self.canvas, owns_canvas=False)
+            self.screen: Any = Screen(self.canvas)
+        else:  # a canvas made elsewhere (a notebook widget: glnet.notebook), drawn through ctx into screen
+            if ctx is None or screen is None:
+                raise ValueError("a Viewer on a given canvas needs the GL context and the screen to draw in")
+            self.app, self.canvas, self.ctx, self.screen = canvas.app, canvas, ctx, screen
+            backend = canvas.app.backend_name.lower()
         self.backend = backend
         self.size = size
-        self.ctx = GLContext(self.canvas, owns_canvas=False)
         self.vis = Visualization(
             self.ctx, trace, renderer=renderer, lod=lod, max_neurons=max_neurons, model=model, labels=labels
         )
-        self.screen = Screen(self.canvas)
         aspect = self._aspect()
         self.camera = camera_from_spec(None, self.vis.layout, aspect)
         self.controller = FlyController(self.camera, self.vis.layout, aspect=aspect)
@@ -141,6 +217,8 @@ class Viewer:
         self._windowed: tuple[int, int, int, int] | None = None  # position and size before fullscreen
         self._last = time.perf_counter()
         self._dirty = True
+        if place is not None:
+            self._place(place, fullscreen)
         self.picking = True  # hover explains the neuron under the cursor; a click pins it with its saliency
         self.pinned = False
         self.picked: Pick | None = None
@@ -219,12 +297,26 @@ class Viewer:
             glfw.set_window_monitor(win, None, x, y, w, h, 0)
         self.request_draw()
 
+    def _place(self, monitor: Monitor, fullscreen: bool) -> None:
+        """Move the window onto ``monitor``, centred; with ``fullscreen`` cover it at its native mode (F11
+        then comes back to the centred window there)."""
+        import glfw
+
+        win = _glfw_window(self.canvas)
+        x, y = centred_on(monitor, self.size)
+        glfw.set_window_pos(win, x, y)
+        self._windowed = (x, y, *self.size)
+        if fullscreen:
+            w, h, hz = monitor.mode
+            glfw.set_window_monitor(win, monitor.handle, 0, 0, w, h, hz)
+        self.request_draw()
+
     def read_pixels(self) -> np.ndarray:
         """The window's frame as (height, width, 4) uint8, top row first: inside a draw function what it
         has drawn so far, elsewhere a frame drawn now (the back buffer is undefined after a swap)."""
         from OpenGL import GL
 
-        self.canvas.set_current()
+        self.ctx.make_current()
         if not self._drawing:
             self._draw_frame()
             self.request_draw()
@@ -268,7 +360,7 @@ class Viewer:
             return
         now = time.perf_counter()
         dt, self._last = now - self._last, now
-        self.canvas.set_current()
+        self.ctx.make_current()
         for fn in list(self._tick_handlers):
             fn(dt)
             if self.closed:
@@ -332,7 +424,7 @@ class Viewer:
         return pick
 
     def _pick(self, x: float, y: float) -> Pick | None:
-        self.canvas.set_current()
+        self.ctx.make_current()
         sx = self.screen.width / max(1, self.canvas.size[0])
         sy = self.screen.height / max(1, self.canvas.size[1])
         return self.vis.pick(self.camera, self.screen.width, self.screen.height, int(x * sx), int(y * sy))
@@ -385,7 +477,7 @@ class Viewer:
             return
         self.closed = True
         self.timer.stop()
-        self.canvas.set_current()
+        self.ctx.make_current()
         try:
             for fn in self._close_handlers:
                 fn()

@@ -19,7 +19,9 @@ UTILITIES = {
     "errors", "colormap", "data", "record", "inputs", "models",
     "_script", "_torchvision", "testimage", "procedural", "distributions", "progress", "sources",
 }  # fmt: skip
-TRAINER = {"live.tap", "live.handover", "live.stats", "live.session", "live.process", "live"}
+TRAINER = {
+    "live.tap", "live.handover", "live.stats", "live.session", "live.process", "live.ranks", "live",
+}  # fmt: skip
 VIEWER = {"live.viewer", "live.view", "live.upload", "live.ranges"}
 # each stage of the diagram and the stages it may import (besides the utilities and itself)
 ALLOWED: dict[str, set[str]] = {

@@ -17,10 +17,10 @@ from glnet.camera import (
     controls_help,
     layer_camera,
     named_camera,
-    tour,
 )
 from glnet.errors import InputError
 from glnet.layout import Layout, build_layout
+from glnet.tour import flythrough
 
 TICK = 1 / 120
 GRIDS = [
@@ -206,7 +206,7 @@ def test_r_resets_to_the_start(fly):
 
 
 def test_the_tour_starts_at_the_overview_ends_facing_the_output_and_is_continuous(layout):
-    path = tour(layout, 16 / 9)
+    path = flythrough(layout, 16 / 9, seconds=1.0).at  # t in seconds: 0..1
     start = named_camera("overview", layout, 16 / 9)
     assert np.allclose(path(0.0).position, start.position) and np.allclose(path(0.0).rotation, start.rotation)
     end = path(1.0)

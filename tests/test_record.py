@@ -1,7 +1,9 @@
-"""glnet.record: frames into .mp4 (ffmpeg), .gif and PNG folders, and reading them back."""
+"""glnet.record: frames into .mp4 (PyAV: H.264, HEVC, AV1 on an encoder thread), .gif and PNG folders, and
+reading them back; ``glnet record``: frame-exact tours, read back with PyAV."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from glnet.errors import InputError
-from glnet.record import VideoWriteError, VideoWriter, read_video_frames
+from glnet.record import VideoWriteError, VideoWriter, choose_codec, read_video_frames, video_info
 
 W, H, SQUARE = 96, 64, 16
 
@@ -61,18 +63,90 @@ def test_png_folder_has_numbered_files(tmp_path: Path) -> None:
 
 
 def test_mp4_is_h264_and_keeps_fps(tmp_path: Path) -> None:
-    import imageio_ffmpeg
-
     path = tmp_path / "clip.mp4"
     with VideoWriter(path, fps=25) as video:
         for frame in moving_square(5):
             video.write(frame)
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    reader.close()
-    assert meta["codec"].startswith("h264")
-    assert meta["fps"] == pytest.approx(25)
-    assert meta["size"] == (W, H)
+    assert (video.codec, video.encoder) == ("h264", "libx264")
+    info = video_info(path)
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    assert info["fps"] == pytest.approx(25)
+    assert (info["width"], info["height"], info["frames"]) == (W, H, 5)
+
+
+@pytest.mark.parametrize("codec", ["hevc", "av1"])
+def test_hevc_and_av1_can_be_forced_and_read_back(tmp_path: Path, codec: str) -> None:
+    path = tmp_path / f"{codec}.mp4"
+    with VideoWriter(path, fps=12, codec=codec) as video:
+        for frame in moving_square(6):
+            video.write(frame)
+    assert video.codec == codec
+    assert video_info(path)["codec"] == codec and video_info(path)["frames"] == 6
+    decoded = list(read_video_frames(path))
+    assert [square_left_edge(f) for f in decoded] == [8 + 6 * i for i in range(6)]
+
+
+def test_the_codec_is_chosen_by_size() -> None:
+    assert choose_codec(1920, 1080) == "h264"
+    assert choose_codec(4096, 2304) == "h264"  # H.264's largest 16:9 frame
+    for w, h in ((4112, 2304), (7680, 4320), (3840, 4320)):
+        assert choose_codec(w, h) in ("hevc", "av1")
+    assert choose_codec(7680, 4320, "hevc") == "hevc"
+    with pytest.raises(InputError, match=r"H\.264 cannot encode 7680x4320"):
+        choose_codec(7680, 4320, "h264")
+    with pytest.raises(InputError, match="unknown codec"):
+        choose_codec(64, 64, "vp9")
+
+
+def test_encoding_runs_on_a_thread_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    seen: list[int] = []
+    real = VideoWriter._encode
+
+    def encode(self: VideoWriter, rgb: np.ndarray) -> None:
+        seen.append(threading.get_ident())
+        real(self, rgb)
+
+    monkeypatch.setattr(VideoWriter, "_encode", encode)
+    with VideoWriter(tmp_path / "clip.mp4") as video:
+        for frame in moving_square(4):
+            video.write(frame)
+    assert len(seen) == 4 and threading.get_ident() not in seen
+    assert video.encoded == 4 and video.encode_s > 0
+
+
+def test_an_encoder_failure_surfaces_on_the_next_write_or_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = VideoWriter._encode
+
+    def encode(self: VideoWriter, rgb: np.ndarray) -> None:
+        if self.encoded == 2:
+            raise RuntimeError("disk on fire")
+        real(self, rgb)
+
+    monkeypatch.setattr(VideoWriter, "_encode", encode)
+    video = VideoWriter(tmp_path / "clip.mp4", queue_size=1)
+    with pytest.raises(VideoWriteError, match="disk on fire"):
+        for frame in moving_square(40):  # bounded queue: a write soon sees the failure, never hangs
+            video.write(frame)
+    assert video.frames < 40
+    with pytest.raises(VideoWriteError, match="disk on fire"):
+        video.close()
+    video.close()  # once closed, closed
+    assert video_info(tmp_path / "clip.mp4")["frames"] == 2  # what was encoded is a playable file
+
+
+def test_ctrl_c_while_recording_leaves_a_playable_file(tmp_path: Path) -> None:
+    path = tmp_path / "clip.mp4"
+    with pytest.raises(KeyboardInterrupt), VideoWriter(path, fps=10) as video:
+        for i, frame in enumerate(moving_square(8)):
+            if i == 5:
+                raise KeyboardInterrupt
+            video.write(frame)
+    assert video_info(path)["frames"] == 5
+    assert [square_left_edge(f) for f in read_video_frames(path)] == [8 + 6 * i for i in range(5)]
 
 
 def test_alpha_is_dropped(tmp_path: Path) -> None:
@@ -148,14 +222,16 @@ def test_unknown_suffix_and_bad_options_are_input_errors(tmp_path: Path) -> None
     for fps in (0, -1, float("nan"), float("inf")):
         with pytest.raises(InputError, match="fps"):
             VideoWriter(tmp_path / "clip.mp4", fps=fps)
-    for quality in (0, 11, 5.5):
-        with pytest.raises(InputError, match="quality"):
-            VideoWriter(tmp_path / "clip.mp4", quality=quality)  # type: ignore[arg-type]
+    for crf in (-1, 64, 5.5):
+        with pytest.raises(InputError, match="crf"):
+            VideoWriter(tmp_path / "clip.mp4", crf=crf)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="codec"):
+        VideoWriter(tmp_path / "clip.mp4", codec="vp9")
 
 
-def test_ffmpeg_errors_carry_ffmpegs_message(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_encoder_errors_carry_their_message(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "taken.mp4"
-    target.mkdir()  # ffmpeg cannot open a folder as its output file
+    target.mkdir()  # FFmpeg cannot open a folder as its output file
     with pytest.raises(OSError, match="Is a directory") as info:  # by write() or close()
         with VideoWriter(target) as video:
             for frame in moving_square(50, width=640, height=480):
@@ -170,10 +246,11 @@ def test_read_video_frames_of_a_missing_file(tmp_path: Path) -> None:
         list(read_video_frames(tmp_path / "nope.mp4"))
 
 
+@pytest.mark.parametrize("codec", [None, "hevc", "av1"])
 def test_writing_a_video_leaves_this_process_stderr_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], codec: str | None
 ) -> None:
-    """ffmpeg gets a log file of its own: fd 2 is never redirected, not even briefly; sys.stderr stays."""
+    """The encoders write nothing to stderr, and fd 2 is never redirected, not even briefly."""
     real_dup2 = os.dup2
     redirected: list[int] = []
 
@@ -184,7 +261,7 @@ def test_writing_a_video_leaves_this_process_stderr_alone(
 
     monkeypatch.setattr(os, "dup2", dup2)
     before, stream = os.fstat(2), sys.stderr
-    with VideoWriter(tmp_path / "clip.mp4") as video:
+    with VideoWriter(tmp_path / "clip.mp4", codec=codec) as video:
         for frame in moving_square(3):
             video.write(frame)
             now = os.fstat(2)
@@ -192,3 +269,156 @@ def test_writing_a_video_leaves_this_process_stderr_alone(
             assert sys.stderr is stream
     assert redirected == []
     assert len(list(read_video_frames(tmp_path / "clip.mp4"))) == 3
+    assert capfd.readouterr().err == ""  # x265 and SVT-AV1 print banners unless told not to
+
+
+# -- glnet record: the command, end to end ---------------------------------------------------------------
+
+MODEL = ["conftest:TinyNet", "--input-size", "32", "--renderer", "instanced"]
+
+
+def keyframes_file(tmp_path: Path, times: tuple[float, ...] = (0.0, 0.5, 1.3)) -> Path:
+    """Three keyframes framing TinyNet (its layout depends on shapes only): overview, side (rolled,
+    narrower), a layer close up (wider)."""
+    import torch
+    from conftest import TinyNet
+
+    from glnet.camera import layer_camera, named_camera
+    from glnet.capture import capture
+    from glnet.layout import layout_for
+    from glnet.tour import Tour, camera_keyframe
+
+    layout = layout_for(capture(TinyNet().eval(), torch.randn(1, 3, 32, 32)))
+    side = named_camera("side", layout, 16 / 9)
+    side.rotate_local(roll=0.2)
+    side.fov = 50.0
+    close = layer_camera(layout, 1, 16 / 9)
+    close.fov = 70.0
+    cams = [named_camera("overview", layout, 16 / 9), side, close]
+    return Tour([camera_keyframe(c, t) for c, t in zip(cams, times, strict=True)]).save(
+        tmp_path / "tour.json"
+    )
+
+
+@pytest.mark.gl
+def test_record_writes_exactly_round_duration_times_fps_frames(tmp_path: Path, gl_ctx: object) -> None:
+    from glnet.cli import main
+
+    tour, out, stats = keyframes_file(tmp_path), tmp_path / "t.mp4", tmp_path / "s.json"
+    args = ["record", *MODEL, "--tour", str(tour), "--fps", "10", "--size", "160x90", "--out", str(out)]
+    assert main([*args, "--stats-json", str(stats)]) == 0
+    info = video_info(out)
+    assert (info["codec"], info["frames"], info["width"], info["height"]) == ("h264", 13, 160, 90)  # 1.3 s
+    s = json.loads(stats.read_text())
+    assert s["frames"] == 13 and s["codec"] == "h264" and s["render_fps"] > 0 and s["encode_fps"] > 0
+    assert main([*args, "--seconds", "0.7"]) == 0  # --seconds cuts a file's tour short
+    assert video_info(out)["frames"] == 7
+    orbit = ["record", *MODEL, "--tour", "orbit", "--size", "160x90", "--out", str(out)]
+    assert main([*orbit, "--seconds", "0.4", "--fps", "5"]) == 0  # a built-in's length
+    assert video_info(out)["frames"] == 2
+
+
+@pytest.mark.gl
+@pytest.mark.parametrize(("size", "codecs"), [("1920x1080", ("h264",)), ("7680x4320", ("av1", "hevc"))])
+def test_record_picks_h264_at_1080p_and_hevc_or_av1_at_8k(
+    tmp_path: Path, gl_ctx: object, capfd: pytest.CaptureFixture[str], size: str, codecs: tuple[str, ...]
+) -> None:
+    from glnet.cli import main
+
+    out = tmp_path / "big.mp4"
+    args = ["record", *MODEL, "--tour", "orbit", "--fps", "10", "--seconds", "0.1", "--size", size]
+    assert main([*args, "--out", str(out)]) == 0
+    info = video_info(out)
+    assert info["codec"] in codecs and f"{info['width']}x{info['height']}" == size and info["frames"] == 1
+    assert f"wrote {out}: {info['codec']} (" in capfd.readouterr().err  # the output line names the codec
+
+
+@pytest.mark.gl
+def test_a_tour_frame_at_a_keyframe_equals_the_snapshot_from_it(tmp_path: Path, gl_ctx: object) -> None:
+    """Frame n is the tour at t = n / fps: at a keyframe's time, exactly what --camera <keyframe> draws."""
+    from PIL import Image
+
+    from glnet.cli import main
+
+    tour = keyframes_file(tmp_path, (0.0, 0.5, 1.0))
+    out = tmp_path / "frames"
+    args = ["--fps", "10", "--size", "160x90", "--out", str(out)]
+    assert main(["record", *MODEL, "--tour", str(tour), *args]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:06d}.png" for i in range(10)]
+    keys = json.loads(tour.read_text())["keyframes"]
+    for frame, key in ((0, keys[0]), (5, keys[1])):
+        cam = {k: v for k, v in key.items() if k != "t"}
+        snap = tmp_path / f"snap{frame}.png"
+        snap_args = ["--camera", json.dumps(cam), "--no-hud", "--size", "160x90", "--out", str(snap)]
+        assert main(["snapshot", *MODEL, *snap_args]) == 0
+        got = np.asarray(Image.open(out / f"frame_{frame:06d}.png"))
+        want = np.asarray(Image.open(snap))
+        assert got.shape == want.shape == (90, 160, 3)
+        assert (want != want[0, 0]).any(axis=-1).mean() > 0.02  # something is drawn
+        assert np.array_equal(got, want)
+    between = np.asarray(Image.open(out / "frame_000003.png"))
+    assert not np.array_equal(between, np.asarray(Image.open(out / "frame_000005.png")))
+
+
+@pytest.mark.gl
+def test_interrupting_a_recording_leaves_a_playable_file(
+    tmp_path: Path, gl_ctx: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+    from conftest import TinyNet
+
+    from glnet.capture import capture
+    from glnet.offline import render_tour
+    from glnet.tour import Tour
+
+    real = Tour.at
+
+    def at(self: Tour, t: float):  # Ctrl-C while drawing frame 6
+        if t >= 0.6:
+            raise KeyboardInterrupt
+        return real(self, t)
+
+    monkeypatch.setattr(Tour, "at", at)
+    trace = capture(TinyNet().eval(), torch.randn(1, 3, 32, 32))
+    out = tmp_path / "cut.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        render_tour(trace, out, tour="orbit", size=(96, 64), fps=10, ctx=gl_ctx, progress=False)
+    info = video_info(out)
+    assert info["codec"] == "h264" and 3 <= info["frames"] <= 6  # those read back before the interrupt
+
+
+@pytest.mark.gl
+def test_bad_record_options_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from glnet.cli import main
+
+    base = ["record", *MODEL, "--size", "96x64"]
+    cases = [
+        (["--tour", "nosuch", "--out", str(tmp_path / "a.mp4")], "neither a built-in"),
+        (["--tour", "orbit", "--out", str(tmp_path / "a.avi")], ".mp4"),
+        (["--tour", "orbit", "--fps", "0", "--out", str(tmp_path / "a.mp4")], "--fps"),
+        (["--tour", "orbit", "--codec", "hevc", "--out", str(tmp_path / "d")], "--codec"),
+        (["--tour", "orbit", "--crf", "99", "--out", str(tmp_path / "a.mp4")], "crf"),
+    ]
+    for extra, words in cases:
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("glnet: error:") and words in err[-1], err
+
+
+@pytest.mark.gl
+def test_view_without_a_display_records_its_tour_the_same_way(tmp_path: Path, gl_ctx: object) -> None:
+    from glnet.cli import main
+
+    out = tmp_path / "v.mp4"
+    args = ["view", *MODEL, "--headless", "--size", "96x64", "--fps", "10", "--out", str(out)]
+    assert main([*args, "--tour", "orbit", "--seconds", "0.3"]) == 0
+    assert video_info(out)["frames"] == 3
+    assert main([*args, "--seconds", "0.2"]) == 0  # the flythrough by default
+    assert video_info(out)["frames"] == 2
+
+
+def test_view_help_names_the_tour_options_and_the_k_key() -> None:
+    from glnet.cli import build_parser
+
+    view = build_parser()._subparsers._group_actions[0].choices["view"].format_help()
+    assert "--tour" in view and "--save-tour" in view and "K adds a tour keyframe" in " ".join(view.split())

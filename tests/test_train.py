@@ -111,7 +111,7 @@ def test_ctrl_c_writes_a_checkpoint_that_loads(tmp_path):
         deadline = time.time() + 180
         for line in proc.stderr:
             lines.append(line)
-            if "step 10/2000" in line or time.time() > deadline:
+            if "training: 10/2000 step" in line or time.time() > deadline:
                 break
         proc.send_signal(signal.SIGINT)
         _, rest = proc.communicate(timeout=120)
@@ -229,7 +229,7 @@ def test_killing_the_viewer_mid_run_leaves_training_running_and_the_checkpoint_w
             lines.append(line)
             if viewer is None and "viewer process" in line:
                 viewer = int(line.split("viewer process")[1].split()[0])
-            if viewer and "step 5/30" in line:
+            if viewer and "training: 5/30 step" in line:
                 os.kill(viewer, signal.SIGKILL)
                 break
         _, rest = proc.communicate(timeout=300)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, OutOfMemoryError
+from ..progress import progress as progress_bar
 from .machine import machine_info
 from .results import BenchResult, Case
 from .schema import MARKERS, PEERS, PYGFX, RENDERERS
@@ -382,11 +383,15 @@ def run_bench(
         jobs: list[Callable[[], Workload]] = [lambda n=n: synthetic_workload(n) for n in pts]
         if model is not None:
             jobs.append(lambda: model_workload(model))
-        for job in jobs:
-            work = job()
-            _run_workload(ctx, work, result, names, plan)
-            del work
-            gc.collect()
+        bar = progress_bar(len(jobs) * len(names), "glnet: bench", unit="case", enabled=progress is not None)
+        with bar:
+            plan = replace(plan, say=bar.wrap(plan.say))  # notes printed around the bar
+            for job in jobs:
+                work = job()
+                _run_workload(ctx, work, result, names, plan)
+                bar.update(len(names))
+                del work
+                gc.collect()
         return result
 
 

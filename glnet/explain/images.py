@@ -45,10 +45,14 @@ def saliency_overlay(
     rgb: np.ndarray, saliency: torch.Tensor | None = None, box: Box | None = None, *, line: int = 0
 ) -> np.ndarray:
     """The input image (H, W, 3) dimmed under the saliency map (brightest = most sensitive pixel, on a
-    square-root scale so faint support stays visible) with the receptive field outlined."""
+    square-root scale so faint support stays visible) with the receptive field outlined. A 1-D saliency
+    (over a signal's samples) lights the columns of the signal's waveform picture."""
     out = rgb.astype(np.float32)
-    if saliency is not None:
-        s = saliency.detach().float().cpu().numpy()
+    s = saliency.detach().float().cpu().numpy() if saliency is not None else None
+    if s is not None and s.ndim == 1 and s.size:  # each column: its samples' largest
+        starts = np.linspace(0, s.size, rgb.shape[1] + 1).astype(np.int64)[:-1]
+        s = np.broadcast_to(np.maximum.reduceat(s, starts)[None], rgb.shape[:2])
+    if s is not None and s.shape == rgb.shape[:2]:
         top = float(s.max())
         a = np.sqrt(s / top) if top > 0 else np.zeros_like(s)
         out = out * 0.4 + a[..., None] * HEAT * 0.9

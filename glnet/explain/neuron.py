@@ -128,7 +128,7 @@ class Inspection:
     kernel: torch.Tensor | None  # the weights that made its channel
     receptive_field: Box | None  # input pixels (y0, y1, x0, x1) that can reach it
     predictions: list[Prediction] = field(default_factory=list)
-    saliency: torch.Tensor | None = None  # |d neuron / d input|, (H, W) over input pixels
+    saliency: torch.Tensor | None = None  # |d neuron / d input|, (H, W) over input pixels, (L,) over samples
     grad: float | None = None  # its gradient while training
 
     def as_dict(self) -> dict[str, Any]:
@@ -210,7 +210,8 @@ def inspect_neuron(
     sal = None
     if with_saliency and model is not None:
         g = saliency(model, trace.input, rec, index)
-        sal = g.amax(dim=0) if g.dim() == 3 else g
+        # over pixels (H, W) or a signal's samples (L): the largest over channels (and a clip's frames)
+        sal = g.amax(dim=0) if g.dim() in (2, 3) else (g.amax(dim=(0, 1)) if g.dim() == 4 else g)
     return Inspection(
         layer_index=layer,
         layer=rec.name,

@@ -10,7 +10,8 @@ one step from the trainer to the screen:
   interprocess events (CUDA); :meth:`Live.step` copies the flat tensor into a free slot and returns. It never
   waits: without ``record`` the newest frame wins; with it every step's frame waits in a bounded queue.
 * :mod:`~glnet.live.session` (trainer): :class:`Live`, which starts the viewer and watches it
-  (:mod:`~glnet.live.process`); :mod:`~glnet.live.stats` holds its counters.
+  (:mod:`~glnet.live.process`); :mod:`~glnet.live.stats` holds its counters; :mod:`~glnet.live.ranks`: in a
+  distributed run only rank 0 draws (the others get an idle session with the same API).
 * :mod:`~glnet.live.viewer` (viewer process): the window (or headless recorder) on its own main thread, with
   :mod:`~glnet.live.view` (the scene, HUD and curves), :mod:`~glnet.live.upload` (slot -> GL: CUDA-GL interop
   device to device, or host uploads) and :mod:`~glnet.live.ranges` (display ranges on the slot's device).

@@ -102,7 +102,13 @@ class Live:
         start_timeout: float = 180.0,
         labels: Sequence[str] | None = None,
         gl_device: int | None = None,
+        tensorboard: Any = None,
+        tensorboard_tag: str = "glnet/live",
     ) -> None:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module  # hooks go on the wrapped module, which runs the layers
+        if tensorboard is not None and not callable(getattr(tensorboard, "add_image", None)):
+            raise InputError("tensorboard must be a SummaryWriter (something with add_image)")
         if not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule):
             raise InputError("glnet.live needs a torch nn.Module (TorchScript modules take no hooks)")
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -136,6 +142,7 @@ class Live:
         self.start_timeout = start_timeout
         self.labels = list(labels) if labels is not None else None  # class names for the top-5
         self.gl_device = gl_device  # the EGL device a headless viewer renders on (default: the model's GPU)
+        self.tensorboard, self.tensorboard_tag = tensorboard, tensorboard_tag  # drawn frames go there
         self.stats = LiveStats()
         self.note = ""
         self.stop_reason = ""
@@ -191,6 +198,7 @@ class Live:
         tap.when = lambda m: m.training and torch.is_grad_enabled() and not self.paused
         if self.target is not None:
             tap.inject = self._probe_gradient
+            tap.ride_label = torch.as_tensor(self.target).reshape(-1)[:1]
         tap.grads = self._mode == "gradients"
         tap.armed = True
         self.tap = tap
@@ -236,6 +244,7 @@ class Live:
             labels=self.labels,
             cuda_device=slots.device.index if slots.device.type == "cuda" else None,  # a tensor's: never None
             gl_device=self.gl_device,
+            images=self.tensorboard is not None,
         )
         self._viewer = ViewerProcess(spec, slots)
         self._viewer_alive = True
@@ -368,6 +377,8 @@ class Live:
             self.say(f"glnet: showing {msg[1]}")
         elif kind == "closed":
             self._viewer_gone(f"closed ({msg[1]})", None)
+        elif kind == "image" and self.tensorboard is not None:  # a drawn frame, (H, W, 3) uint8
+            self.tensorboard.add_image(self.tensorboard_tag, msg[2], msg[1], dataformats="HWC")
         elif kind == "error":
             self.say(f"glnet: the viewer failed: {msg[2]}")
             self.stats.viewer = f"failed ({msg[2]})"
@@ -481,7 +492,7 @@ class Live:
         k = stats.steps + 1  # this step's number, from 1
         captured = tap.captures > self._captures_seen
         self._captures_seen = tap.captures
-        if tap.skipped and not self._warned_skip:
+        if tap.skipped and not captured and not self._warned_skip:  # (an outer call may not fit)
             self._warned_skip = True
             self.say(
                 f"glnet: note: the probe {tuple(self.probe.shape[1:])} does not fit the model's training "
@@ -574,6 +585,9 @@ def live(model: nn.Module, probe: torch.Tensor, **options: Any) -> Live:
     ``mode``, ``headless`` (default: no display), ``record`` (a video with one frame per drawn step),
     ``size``, ``fps``, ``renderer``, ``camera``, ``keep_going``, ``queue_mb``, ``update_path``, ``hold``
     (keep the window open after the loop until it is closed), ``on_close`` (``"continue"`` or ``"stop"``
-    training when the window is closed or the viewer fails).
+    training when the window is closed or the viewer fails), ``tensorboard`` (a ``SummaryWriter``: each drawn
+    frame is added to it as an image). On a rank other than 0 of a distributed run it is an idle session.
     """
-    return Live(model, probe, **options)
+    from .ranks import IdleLive, global_rank
+
+    return (IdleLive if global_rank() != 0 else Live)(model, probe, **options)

@@ -42,7 +42,11 @@ def _strip_rows(obj: Any, batch: int, swap: dict[int, torch.Tensor] | None = Non
     if isinstance(obj, (tuple, list)):
         return type(obj)(_strip_rows(o, batch, swap) for o in obj)
     if isinstance(obj, dict):
-        return type(obj)((k, _strip_rows(v, batch, swap)) for k, v in obj.items())
+        items = {k: _strip_rows(v, batch, swap) for k, v in obj.items()}
+        try:
+            return type(obj)(**items)  # a ModelOutput takes its fields as keywords
+        except TypeError:
+            return type(obj)(items.items())
     return obj
 
 
@@ -93,6 +97,8 @@ class ProbeTap:
         self.grad_flat: torch.Tensor | None = None
         self.grad_views: list[torch.Tensor] = []
         self.ride_along = ride_along
+        self.ride_label: torch.Tensor | None = None  # the probe's label, for a ``labels`` keyword argument
+        self.labelled = False  # this forward's ``labels`` carry the probe's label
         self.when: Callable[[nn.Module], bool] = lambda m: True  # which forwards an armed tap accepts
         self.inject: Callable[[torch.Tensor], torch.Tensor | None] | None = None  # probe-row gradient to add
         self.armed = False  # capture the next accepted root forward
@@ -149,7 +155,7 @@ class ProbeTap:
         if missing:
             raise CaptureError(f"cannot hook layer {missing[0]!r}: the model has no module of that name")
         try:
-            self._handles.append(self.model.register_forward_pre_hook(self._on_root_pre))
+            self._handles.append(self.model.register_forward_pre_hook(self._on_root_pre, with_kwargs=True))
             for name in self._targets:
                 self._handles.append(self._module(modules, name).register_forward_hook(self._hook(name)))
             self._handles.append(self.model.register_forward_hook(self._on_root_post))
@@ -166,7 +172,34 @@ class ProbeTap:
         self.active = False
 
     # -- hooks ----------------------------------------------------------------------------------------
-    def _on_root_pre(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def _input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str | None]:
+        """The batch the probe joins: the first positional argument, else (a ``model(**inputs)`` call, as
+        the Hugging Face Trainer makes) the first keyword tensor with the probe's per-sample shape."""
+        if args:
+            return args[0], None
+        shape = tuple(self.ride_along.shape[1:]) if self.ride_along is not None else None
+        for k, v in kwargs.items():
+            if isinstance(v, torch.Tensor) and v.dim() >= 1 and tuple(v.shape[1:]) == shape:
+                return v, k
+        return None, None
+
+    def _extend(self, kwargs: dict[str, Any], skip: str | None, n: int) -> dict[str, Any]:
+        """The other batch-sized keyword tensors one row longer: ``labels`` gets the probe's label
+        (:attr:`ride_label`), the rest (masks and the like) repeat their last row."""
+        out = dict(kwargs)
+        for k, v in kwargs.items():
+            if k == skip or not isinstance(v, torch.Tensor) or v.dim() < 1 or v.shape[0] != n:
+                continue
+            extra = v[-1:]
+            if k == "labels" and self.ride_label is not None and v.dim() == 1:
+                extra = self.ride_label.to(v.device, v.dtype).reshape(1)
+                self.labelled = True  # the probe's loss is in the model's own loss: no injection
+            out[k] = torch.cat([v, extra])
+        return out
+
+    def _on_root_pre(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
         self._counts.clear()
         self.active = False
         if not self.armed or not self.when(module):
@@ -174,7 +207,8 @@ class ProbeTap:
         t0 = time.perf_counter()
         try:
             new_args = None
-            x = args[0] if args else None
+            self.labelled = False
+            x, key = self._input(args, kwargs)
             if self.ride_along is not None:
                 if not isinstance(x, torch.Tensor) or tuple(x.shape[1:]) != tuple(self.ride_along.shape[1:]):
                     self.skipped += 1
@@ -182,7 +216,12 @@ class ProbeTap:
                 p = self._probe_cache
                 if p is None or p.device != x.device or p.dtype != x.dtype:
                     p = self._probe_cache = self.ride_along.to(x.device, x.dtype)
-                new_args = (torch.cat([x, p]), *args[1:])
+                joined = torch.cat([x, p])
+                kwargs = self._extend(kwargs, key, x.shape[0])
+                if key is None:
+                    new_args = ((joined, *args[1:]), kwargs)
+                else:
+                    new_args = (args, {**kwargs, key: joined})
                 self.batch = x.shape[0] + 1
             else:
                 t = first_tensor(args)
@@ -210,6 +249,7 @@ class ProbeTap:
                 self.probe_output = first[-1].detach()  # a view: the logits' top-5 go to the viewer
             if (
                 self.inject is not None
+                and not self.labelled
                 and first is not None
                 and first.requires_grad
                 and first.shape[0] == batch

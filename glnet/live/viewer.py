@@ -7,6 +7,7 @@ needs it) and its GL context; the trainer holds none. Messages, both ways over t
   ``("finish", reason)`` (draw what is queued, then end; a window with ``hold`` stays until closed),
   ``("close",)`` (end now).
 * viewer -> trainer: ``("ready", info)``, ``("error", kind, message)``, ``("released", [slots], counters)``,
+  ``("image", step, (H, W, 3) uint8)`` (a drawn frame, when the spec asks for images),
   ``("mode", mode)`` (a key in the window), ``("closed", reason)`` (the window was closed),
   ``("done", counters)``.
 
@@ -59,6 +60,7 @@ class ViewerSpec:
     labels: list[str] | None = None  # class names for the top-5 (the dataset's while training)
     cuda_device: int | None = None  # the CUDA ordinal of the slots: a headless viewer renders on that GPU
     gl_device: int | None = None  # or on this EGL device (--gl-device)
+    images: bool = False  # send each drawn frame back to the trainer (its TensorBoard writer)
 
 
 def mode_for_key(key: str, shift: bool, current: str) -> str | None:
@@ -94,6 +96,7 @@ class _Loop:
         self.panels_due: str | None = None  # the trainer refreshed the panel weights (for this mode)
         self.view: Any = None
         self.writer: Any = None
+        self.shown: FrameMeta | None = None  # the frame presented last
         self.parent = multiprocessing.parent_process()
 
     def counters(self) -> dict[str, Any]:
@@ -156,10 +159,22 @@ class _Loop:
             return False
         i, meta = self.pending.popleft()
         self.view.present(i, meta)
+        self.shown = meta
         done = self.view.upload.reclaim()
         if done:
             self.tell("released", done, self.counters())
         return True
+
+    def deliver(self, rgba: Any) -> None:
+        """A drawn frame (H, W, 4) to the video and, as (H, W, 3), back to the trainer if it asked."""
+        if self.writer is not None:
+            self.writer.write(rgba)
+        if self.spec.images and self.shown is not None:
+            self.tell("image", self.shown.step, rgba[..., :3].copy())
+
+    @property
+    def wants_pixels(self) -> bool:
+        return self.writer is not None or self.spec.images
 
     def tell(self, *msg: Any) -> None:
         try:
@@ -192,8 +207,8 @@ def _headless(loop: _Loop) -> None:
                 loop.receive(0.0 if loop.pending else 0.05)
                 if loop.present_next():
                     loop.view.draw(camera, fb)
-                    if loop.writer is not None:
-                        loop.writer.write(fb.read_rgba())
+                    if loop.wants_pixels:
+                        loop.deliver(fb.read_rgba())
                 elif loop.refresh_panels():
                     continue
                 elif loop.finishing:
@@ -242,8 +257,8 @@ def _window(loop: _Loop) -> None:
     def draw(target: Any) -> None:
         drawn = loop.present_next()
         view.draw(v.camera, target)
-        if drawn and loop.writer is not None:
-            loop.writer.write(v.read_pixels())
+        if drawn and loop.wants_pixels:
+            loop.deliver(v.read_pixels())
 
     def on_close() -> None:
         if not loop.finishing and not loop.closing:

@@ -100,7 +100,7 @@ class Edges:
         p.set(
             u_view_proj=frame.view_proj,
             u_viewport=(frame.width, frame.height),
-            u_width=max(self.width_px, frame.height / 540),
+            u_width=max(self.width_px, frame.camera.full_size(frame.width, frame.height)[1] / 540),
             u_colour=EDGE_COLOUR,
         )
         self._buffer.bind_base(GL.GL_SHADER_STORAGE_BUFFER, 0)
