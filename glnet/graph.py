@@ -27,6 +27,11 @@ _INPLACE_DUNDERS = {
     "__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__", "__imod__",
     "__ipow__", "__imatmul__", "__iand__", "__ior__", "__ixor__", "__ilshift__", "__irshift__",
 }  # fmt: skip
+# Residual adds: a skip operand that is itself a sum (a transformer's or an inverted-residual stage's stream)
+# passes on only its latest source, so block k links to block k-1, as a skip arc, not to every block before.
+_RESIDUAL = {
+    "add", "__add__", "__radd__", "__iadd__", "add_", "sub", "__sub__", "__rsub__", "__isub__", "sub_",
+}  # fmt: skip
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
@@ -91,6 +96,17 @@ class DataFlow(TorchFunctionMode):
             if isinstance(target, torch.Tensor):
                 self._put(target, self._get(target) | sources)
 
+    def _residual(self, func: Callable[..., Any], args: Sequence[Any]) -> Sources:
+        """For an add of two tagged tensors, each operand's latest source (calls are numbered in order);
+        empty for anything else."""
+        if getattr(func, "__name__", "") not in _RESIDUAL or len(args) < 2:
+            return _NONE
+        a, b = args[0], args[1]
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)):
+            return _NONE
+        sa, sb = self._get(a), self._get(b)
+        return frozenset((max(sa), max(sb))) if sa and sb else _NONE
+
     def __torch_function__(
         self,
         func: Callable[..., Any],
@@ -100,11 +116,14 @@ class DataFlow(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        sources = _NONE if _shape_only(func) else self.sources(args, kwargs)
+        residual = self._residual(func, args)
+        sources = residual or (_NONE if _shape_only(func) else self.sources(args, kwargs))
         if sources:
             for t in _tensors(out):
                 self._put(t, sources)
             if args and isinstance(args[0], torch.Tensor) and _mutates_first(func):
+                if residual:
+                    self._put(args[0], residual)
                 self._union_into(args[0], sources)
             for t in _tensors(kwargs.get("out")):
                 self._union_into(t, sources)

@@ -198,3 +198,37 @@ def test_snapshot_stats_list_the_edges(tmp_path, gl_ctx):
     assert edges and all(len(e) == 2 for e in s["edges"])
     names = [layer["name"] for layer in s["layers"]]
     assert (names.index("layer1.0.conv2"), names.index("layer1.1.conv2")) in edges
+
+
+class Stream(nn.Module):
+    """A transformer-like residual stream: each block adds to the stream, with no module after the add."""
+
+    def __init__(self, blocks: int = 6, in_place: bool = False) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 1)
+        self.blocks = nn.ModuleList(nn.Conv2d(4, 4, 1) for _ in range(blocks))
+        self.in_place = in_place
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            if self.in_place:
+                y = block(x)
+                y += x  # MobileNet's `result += input`
+                x = y
+            else:
+                x = x + block(x)
+        return x
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_residual_stream_links_each_block_to_the_one_before(in_place):
+    trace = capture(Stream(6, in_place), torch.randn(1, 3, 8, 8))
+    at = _index(trace)
+    blocks = [at[f"blocks.{k}"] for k in range(6)]
+    # block k reads the stream: block k-1's output (its latest write) and the skip from before it, not the
+    # output of every earlier block (which would draw n^2 arcs over a ViT)
+    for k in range(2, 6):
+        into = {a for a, b in trace.edges if b == blocks[k]}
+        assert into == {blocks[k - 1], blocks[k - 2]}, (k, into)
+    assert len(trace.edges) <= 2 * len(blocks) + 1
