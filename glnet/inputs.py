@@ -232,7 +232,7 @@ def input_picture(
         return waveform_image(a)
     if a.shape[0] == 1:
         g = a[0]
-        lo, hi = (np.nanpercentile(g, (0.5, 99.5)) if np.isfinite(g).any() else (0.0, 1.0))
+        lo, hi = np.nanpercentile(g, (0.5, 99.5)) if np.isfinite(g).any() else (0.0, 1.0)
         g = np.clip((g - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
         grey = (np.nan_to_num(g) * 255 + 0.5).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)

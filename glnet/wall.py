@@ -30,7 +30,16 @@ import torch
 from .camera import Camera
 from .errors import GlnetError, InputError
 
-__all__ = ["WallSpec", "camera_state", "parse_bezel", "run_wall", "state_camera", "torchrun_env"]
+__all__ = [
+    "WallGroup",
+    "WallSpec",
+    "camera_state",
+    "parse_bezel",
+    "run_wall",
+    "state_camera",
+    "stitch",
+    "torchrun_env",
+]
 
 STATE_LEN = 3 + 9 + 3 + 2  # position, rotation, fov/near/far, frame number, quit flag
 BEZEL_RGB = (0, 0, 0)  # what a bezel looks like in the stitched picture
@@ -108,10 +117,13 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-class _Group:
+class WallGroup:
     """The process group and the device its collectives run on (CPU for gloo, the rank's GPU for NCCL)."""
 
-    def __init__(self, timeout_s: float, local_rank: int) -> None:
+    def __init__(
+        self, timeout_s: float, local_rank: int, *, init: tuple[str, int, int] | None = None
+    ) -> None:
+        """torchrun's group, or with ``init`` (tcp://host:port, rank, world size) a gloo group of its own."""
         import torch.distributed as dist
 
         self.dist = dist
@@ -119,12 +131,13 @@ class _Group:
         # the rank's GPU, for its GL context; NCCL only when every local rank has one of its own
         self.gpu = local_rank % gpus if gpus else None
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
-        nccl = 0 < local_world <= gpus and os.environ.get("GLNET_WALL_BACKEND", "") != "gloo"
+        nccl = init is None and 0 < local_world <= gpus and os.environ.get("GLNET_WALL_BACKEND", "") != "gloo"
         self.backend = "nccl" if nccl else "gloo"
         self.device = torch.device(f"cuda:{self.gpu}" if nccl else "cpu")
         if nccl:
             torch.cuda.set_device(self.device)
-        dist.init_process_group(self.backend, timeout=timedelta(seconds=timeout_s))
+        where = {} if init is None else {"init_method": init[0], "rank": init[1], "world_size": init[2]}
+        dist.init_process_group(self.backend, timeout=timedelta(seconds=timeout_s), **where)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
 
     def all_ok(self, error: str | None) -> list[str | None]:
@@ -159,7 +172,8 @@ class _Group:
             self.dist.destroy_process_group()
 
 
-def _stitch(spec: WallSpec, tiles: list[np.ndarray]) -> np.ndarray:
+def stitch(spec: WallSpec, tiles: list[np.ndarray]) -> np.ndarray:
+    """The wall's picture from every rank's tile (rank order), bezels black."""
     w, h = spec.size
     img = np.empty((h, w, 3), np.uint8)
     img[:] = BEZEL_RGB
@@ -196,7 +210,7 @@ def run_wall(
         )
     if out is None and window is None:
         raise InputError("a wall without a display writes its tiles: give --out DIR")
-    group = _Group(timeout_s, local_rank)
+    group = WallGroup(timeout_s, local_rank)
     try:
         return _run(group, spec, prepare, camera, tour, seconds, fps, out, renderer, lod, gl_device, window)
     finally:
@@ -324,7 +338,7 @@ def _frames(group, spec, rect, tiles, vis, viewer, path, frames, fps, out, timed
                 Image.fromarray(img[..., :3]).save(folder / "tiles" / f"tile_r{rank}_f{n:05d}.png")
                 gathered = group.gather(img[..., :3])
                 if gathered is not None:
-                    wall = _stitch(spec, gathered)
+                    wall = stitch(spec, gathered)
                     if writer is not None:
                         writer.write(wall)
                     else:

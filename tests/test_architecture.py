@@ -22,7 +22,7 @@ UTILITIES = {
 TRAINER = {
     "live.tap", "live.handover", "live.stats", "live.session", "live.process", "live.ranks", "live",
 }  # fmt: skip
-VIEWER = {"live.viewer", "live.view", "live.upload", "live.ranges"}
+VIEWER = {"live.viewer", "live.view", "live.upload", "live.ranges", "live.wall"}
 # each stage of the diagram and the stages it may import (besides the utilities and itself)
 ALLOWED: dict[str, set[str]] = {
     "capture": {"graph"},
@@ -39,11 +39,15 @@ ALLOWED: dict[str, set[str]] = {
     "offline": {"app", "render", "gpu", "camera", "tour", "layout", "capture"},
     "tiles": {"app", "render", "gpu", "camera", "layout", "capture"},
     "window": {"app", "explain", "render", "gpu", "camera", "tour", "layout", "capture"},
-    "viewer": {"app", "window", "explain", "render", "gpu", "camera", "tour", "layout", "capture"},
+    # a display wall over torch.distributed: the spec, camera broadcast, group and stitching, and its loop
+    "wall": {"window", "offline", "tiles", "app", "render", "gpu", "camera", "tour", "layout", "capture"},
+    # a live wall's ranks reuse tiles.py's renderer and wall.py's spec, camera state, group and stitching
+    "viewer": {"app", "window", "tiles", "wall"}
+    | {"explain", "render", "gpu", "camera", "tour", "layout", "capture"},
 }
 # on top: may use everything public
 TOP = {
-    "cli", "cli_info", "cli_inspect", "cli_record", "cli_wall", "train", "bench", "wall", "integrations",
+    "cli", "cli_info", "cli_inspect", "cli_record", "cli_wall", "train", "bench", "integrations",
     "notebook", "__init__", "__main__",
 }  # fmt: skip
 
@@ -86,8 +90,10 @@ def _allowed(src: str, dst: str) -> bool:
     if s in TOP or d in UTILITIES or s == d:
         return True
     if s == "trainer":
-        # no GL: the capture, the values buffer's layout, the display check, camera specs, the viewer's entry
-        return dst in ("capture", "camera", "gpu.cloud", "gpu.context", "live.viewer") or d == "trainer"
+        # no GL: the capture, the values buffer's layout, the display check, camera specs, the entries of the
+        # viewer and of a live wall's ranks (both import GL only inside their functions)
+        allowed = ("capture", "camera", "gpu.cloud", "gpu.context", "live.viewer", "live.wall")
+        return dst in allowed or d == "trainer"
     if s == "viewer" and d == "trainer":
         return dst == "live.handover"  # the slot and message types both sides share
     return d in ALLOWED.get(s, set())

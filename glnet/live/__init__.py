@@ -14,7 +14,9 @@ one step from the trainer to the screen:
   distributed run only rank 0 draws (the others get an idle session with the same API).
 * :mod:`~glnet.live.viewer` (viewer process): the window (or headless recorder) on its own main thread, with
   :mod:`~glnet.live.view` (the scene, HUD and curves), :mod:`~glnet.live.upload` (slot -> GL: CUDA-GL interop
-  device to device, or host uploads) and :mod:`~glnet.live.ranges` (display ranges on the slot's device).
+  device to device, or host uploads) and :mod:`~glnet.live.ranges` (display ranges on the slot's device);
+  with ``wall=`` it is rank 0 of a display wall whose other tiles are processes of their own
+  (:mod:`~glnet.live.wall`).
 
 If the window is closed or the viewer dies, training goes on (``on_close="continue"``) or stops after the step
 (``"stop"``); the stats say which. Notes: BatchNorm in training mode sees the probe as one more sample of the

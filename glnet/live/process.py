@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import multiprocessing.spawn
 import queue
 import signal
@@ -14,11 +16,52 @@ from typing import Any
 import torch
 
 from .. import errors
+from ..capture import Trace
 from ..errors import ViewerError
 from .handover import Slots
+from .stats import LiveStats
 from .viewer import ViewerSpec, run_viewer
 
-__all__ = ["ViewerProcess", "exit_reason"]
+__all__ = ["ViewerProcess", "WallRanks", "exit_reason", "viewer_trace"]
+
+
+def _cpu(t: Any) -> Any:
+    return t.detach().to("cpu").clone() if isinstance(t, torch.Tensor) else None
+
+
+def viewer_trace(trace: Trace) -> Trace:
+    """A detached CPU copy of ``trace`` for the viewer process (no references to the model's parameters)."""
+    layers = [
+        dataclasses.replace(r, value=_cpu(r.value), weight=_cpu(r.weight), raw=_cpu(r.raw))
+        for r in trace.layers
+    ]
+    return dataclasses.replace(
+        trace,
+        layers=layers,
+        output=_cpu(_logits(trace.output)),
+        input=_cpu(trace.input),
+        meta=_plain(trace.meta),
+    )
+
+
+def _logits(output: Any) -> Any:
+    """A model's output tensor; for a dict-like output (a Hugging Face ``ModelOutput``) its ``logits``, else
+    its first tensor."""
+    if isinstance(output, dict):
+        if isinstance(output.get("logits"), torch.Tensor):
+            return output["logits"]
+        return next((v for v in output.values() if isinstance(v, torch.Tensor)), None)
+    return output
+
+
+def _plain(meta: dict[str, Any]) -> dict[str, Any]:
+    """The picklable, model-free part of a trace's metadata (input mean and std, names, numbers)."""
+    ok = (str, int, float, bool, type(None))
+    return {
+        k: v
+        for k, v in meta.items()
+        if isinstance(v, ok) or (isinstance(v, (list, tuple)) and all(isinstance(e, ok) for e in v))
+    }
 
 
 def exit_reason(code: int | None) -> str:
@@ -150,3 +193,72 @@ class ViewerProcess:
             q.join_thread()
         # the queues' semaphores live in /dev/shm until their last reference goes (the process keeps its args)
         self.inbox = self.outbox = self.proc = None  # type: ignore[assignment]
+
+
+class WallRanks:
+    """A live wall's ranks other than 0 (rank 0 is the viewer process), one spawned process per tile
+    (``glnet.live.wall.run_wall_rank``). The trainer only watches them (never waits) and ends them at the end.
+    """
+
+    def __init__(self, spec: ViewerSpec, slots: Slots, stats: LiveStats) -> None:
+        from .wall import run_wall_rank
+
+        mp = torch.multiprocessing.get_context("spawn")
+        panels = None
+        if spec.panels is not None:  # the plan, over a buffer of the rank's own (rank 0 broadcasts into it)
+            panels = copy.copy(spec.panels)
+            panels.data, panels.event, panels.device = torch.zeros(spec.panels.data.numel()), None, "cpu"
+        rank_spec = dataclasses.replace(spec, panels=None, record=None)
+        shape = (slots.floats, int(slots.side.shape[1]))
+        self.procs: list[Any] = []
+        for r in range(1, spec.wall.count):
+            p = mp.Process(
+                target=run_wall_rank, args=(rank_spec, r, shape, panels), name=f"glnet-wall-{r}", daemon=True
+            )
+            with _without_main_module():
+                p.start()
+            self.procs.append(p)
+        self.gone: set[int] = set()
+        stats.wall, stats.wall_pids = "running", [p.pid for p in self.procs]
+
+    def poll(self, stats: LiveStats, viewer_alive: bool = True) -> None:
+        """Notice a rank that ended while the wall runs, and end the ranks once rank 0 (the viewer) is gone:
+        they would wait for it (never waits itself)."""
+        if not viewer_alive and len(self.gone) < len(self.procs):
+            self.lost("rank 0, the viewer, is gone", stats.steps + 1, stats)
+            for p in self.procs:
+                p.kill()
+            self.gone.update(range(1, len(self.procs) + 1))
+        for r, p in enumerate(self.procs, 1):
+            if r not in self.gone and p.exitcode is not None:
+                self.gone.add(r)
+                self.lost(f"rank {r} {exit_reason(p.exitcode)}", stats.steps + 1, stats)
+
+    @staticmethod
+    def lost(why: str, step: int, stats: LiveStats) -> None:
+        """The wall is lost (said by rank 0 or noticed here): the first word stays."""
+        if stats.wall == "running":
+            stats.wall, stats.wall_lost_at_step = f"lost ({why})", step
+
+    @staticmethod
+    def report(rep: dict[str, Any] | None, stats: LiveStats) -> None:
+        """Rank 0's last word: what each rank drew."""
+        if rep is not None:
+            stats.wall_ranks = rep.get("ranks")
+            if rep.get("lost"):
+                WallRanks.lost(rep["lost"], stats.steps, stats)
+
+    def close(self, stats: LiveStats | None = None) -> None:
+        """Let the ranks end (rank 0 has told them to quit), else kill them (they hold no files)."""
+        wait = 10.0 if stats is not None and stats.wall == "running" else 0.5  # lost: none to wait for
+        for p in self.procs:
+            p.join(wait)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for r, p in enumerate(self.procs, 1):
+            if stats is not None and p.exitcode:  # rank 0 died under it, or it had to be killed
+                self.lost(f"rank {r} {exit_reason(p.exitcode)}", stats.steps, stats)
+        if stats is not None and stats.wall == "running":
+            stats.wall = "finished"
+        self.procs = []

@@ -4,7 +4,6 @@ process it starts and watches. The trainer never holds a GL context and never wa
 from __future__ import annotations
 
 import collections
-import dataclasses
 import math
 import os
 import sys
@@ -18,13 +17,15 @@ from torch import nn
 from ..capture import Trace, capture, model_device
 from ..errors import InputError, NonFiniteError
 from .handover import NO_GRAD, TOP_K, FrameMeta, Handover, PanelWeights, Slots, check_update_path, slot_count
-from .process import ViewerProcess, exit_reason
-from .stats import LiveStats
+from .process import ViewerProcess, WallRanks, exit_reason, viewer_trace
+from .stats import LiveStats, json_number
 from .tap import ProbeTap
 from .viewer import ViewerSpec
+from .wall import free_address, parse_wall
 
 if TYPE_CHECKING:
     from ..camera import Camera
+    from .wall import WallSpec
 
 __all__ = ["MODES", "Live", "live", "say_stderr"]
 
@@ -47,28 +48,6 @@ def _as_probe(probe: torch.Tensor) -> torch.Tensor:
     if p.dim() in (0, 1, 3):
         p = p.unsqueeze(0)
     return p[:1].clone()
-
-
-def _number(v: float | None) -> float | str | None:
-    """A figure for JSON: rounded, "nan"/"inf" where not finite."""
-    if v is None:
-        return None
-    return float(f"{v:.6g}") if math.isfinite(v) else str(v)
-
-
-def _cpu(t: Any) -> Any:
-    return t.detach().to("cpu").clone() if isinstance(t, torch.Tensor) else None
-
-
-def viewer_trace(trace: Trace) -> Trace:
-    """A detached CPU copy of ``trace`` for the viewer process (no references to the model's parameters)."""
-    layers = [
-        dataclasses.replace(r, value=_cpu(r.value), weight=_cpu(r.weight), raw=_cpu(r.raw))
-        for r in trace.layers
-    ]
-    return dataclasses.replace(
-        trace, layers=layers, output=_cpu(trace.output), input=_cpu(trace.input), meta={}
-    )
 
 
 class Live:
@@ -104,6 +83,9 @@ class Live:
         gl_device: int | None = None,
         tensorboard: Any = None,
         tensorboard_tag: str = "glnet/live",
+        hud: bool = True,
+        wall: str | WallSpec | None = None,
+        wall_timeout: float = 60.0,
     ) -> None:
         if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
             model = model.module  # hooks go on the wrapped module, which runs the layers
@@ -143,6 +125,9 @@ class Live:
         self.labels = list(labels) if labels is not None else None  # class names for the top-5
         self.gl_device = gl_device  # the EGL device a headless viewer renders on (default: the model's GPU)
         self.tensorboard, self.tensorboard_tag = tensorboard, tensorboard_tag  # drawn frames go there
+        self.hud, self.wall, self.wall_timeout = bool(hud), parse_wall(wall), float(wall_timeout)
+        self._wall: WallRanks | None = None  # the wall's other ranks (the viewer is rank 0)
+        self.size = self.wall.size if self.wall is not None else self.size  # a wall records its whole picture
         self.stats = LiveStats()
         self.note = ""
         self.stop_reason = ""
@@ -183,7 +168,9 @@ class Live:
         from ..gpu.context import has_display
 
         if self.headless is None:
-            self.headless = not has_display()
+            self.headless = self.wall is not None or not has_display()
+        if self.wall is not None and not self.headless:
+            raise InputError("a live wall runs headless (record= writes the stitched picture)")
         if self.gl_device is not None and not self.headless:
             raise InputError("gl_device picks a headless viewer's GPU; a window draws on its display's GPU")
         model = self.model
@@ -215,8 +202,9 @@ class Live:
         try:
             self._spawn(slots)
         except BaseException:
-            if self._viewer is not None:
-                self._viewer.close()
+            for proc in (self._viewer, self._wall):
+                if proc is not None:
+                    proc.close()
             raise
         tap.install()
         self._panels_at = time.perf_counter()
@@ -245,7 +233,12 @@ class Live:
             cuda_device=slots.device.index if slots.device.type == "cuda" else None,  # a tensor's: never None
             gl_device=self.gl_device,
             images=self.tensorboard is not None,
+            hud=self.hud,
+            wall=self.wall,
+            wall_addr=free_address() if self.wall is not None else "",
+            wall_timeout=self.wall_timeout,
         )
+        self._wall = WallRanks(spec, slots, self.stats) if self.wall is not None else None
         self._viewer = ViewerProcess(spec, slots)
         self._viewer_alive = True
         self.stats.viewer_pid = self._viewer.pid
@@ -358,6 +351,8 @@ class Live:
             for msg in v.messages(0.05):  # its last words may still be in the pipe
                 self._on_message(msg)
             self._viewer_gone(exit_reason(v.exitcode), v.exitcode)
+        if self._wall is not None:
+            self._wall.poll(self.stats, self._viewer_alive)
 
     def _on_message(self, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
@@ -368,10 +363,11 @@ class Live:
             self._counters(msg[2])
         elif kind == "done":
             self._counters(msg[1])
+            WallRanks.report(msg[1].get("wall"), self.stats)
             dead = msg[1].get("dead_frac")
             if dead is not None and self.trace is not None:
                 names = [r.name for r in self.trace.layers]
-                self.stats.dead_frac = {n: _number(v) for n, v in zip(names, dead, strict=False)}
+                self.stats.dead_frac = {n: json_number(v) for n, v in zip(names, dead, strict=False)}
         elif kind == "mode":
             self.mode = msg[1]
             self.say(f"glnet: showing {msg[1]}")
@@ -379,6 +375,8 @@ class Live:
             self._viewer_gone(f"closed ({msg[1]})", None)
         elif kind == "image" and self.tensorboard is not None:  # a drawn frame, (H, W, 3) uint8
             self.tensorboard.add_image(self.tensorboard_tag, msg[2], msg[1], dataformats="HWC")
+        elif kind == "wall":  # rank 0 lost the wall's other ranks and draws every tile itself
+            WallRanks.lost(msg[1], msg[2], self.stats)
         elif kind == "error":
             self.say(f"glnet: the viewer failed: {msg[2]}")
             self.stats.viewer = f"failed ({msg[2]})"
@@ -548,6 +546,8 @@ class Live:
             v.finish(self.stop_reason, self._on_message)
         finally:
             v.close(self._on_message)
+            if self._wall is not None:
+                self._wall.close(self.stats)
             self._viewer_alive = False
             s = self.stats
             if s.viewer == "running":
@@ -574,7 +574,7 @@ class Live:
             return None
         values = self._grad_norms.tolist()
         names = [r.name for r in self.trace.layers]
-        return {n: None if v == NO_GRAD else _number(v) for n, v in zip(names, values, strict=True)}
+        return {n: None if v == NO_GRAD else json_number(v) for n, v in zip(names, values, strict=True)}
 
 
 def live(model: nn.Module, probe: torch.Tensor, **options: Any) -> Live:
@@ -586,7 +586,8 @@ def live(model: nn.Module, probe: torch.Tensor, **options: Any) -> Live:
     ``size``, ``fps``, ``renderer``, ``camera``, ``keep_going``, ``queue_mb``, ``update_path``, ``hold``
     (keep the window open after the loop until it is closed), ``on_close`` (``"continue"`` or ``"stop"``
     training when the window is closed or the viewer fails), ``tensorboard`` (a ``SummaryWriter``: each drawn
-    frame is added to it as an image). On a rank other than 0 of a distributed run it is an idle session.
+    frame is added to it as an image), ``hud`` (False: the picture only), ``wall`` (``"CxR:WxH[:X,Y]"``, a
+    headless wall, a process per tile: :mod:`glnet.live.wall`). On a rank other than 0 it is an idle session.
     """
     from .ranks import IdleLive, global_rank
 

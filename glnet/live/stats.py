@@ -7,7 +7,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["OVERHEAD_DEFINITION", "LiveStats"]
+__all__ = ["OVERHEAD_DEFINITION", "LiveStats", "json_number"]
 
 OVERHEAD_DEFINITION = (
     "trainer-side wall time spent in glnet per step (probe ride-along, capture hooks, hand-over copy) "
@@ -15,6 +15,13 @@ OVERHEAD_DEFINITION = (
     "the step's wall time, steps after the first; on CUDA kernels are asynchronous, so this is launch time: "
     "benchmarks/train_overhead.py measures the end-to-end difference"
 )
+
+
+def json_number(v: float | None) -> float | str | None:
+    """A figure for JSON: rounded, "nan"/"inf" where not finite."""
+    if v is None:
+        return None
+    return float(f"{v:.6g}") if math.isfinite(v) else str(v)
 
 
 @dataclass
@@ -44,6 +51,10 @@ class LiveStats:
     renderer: str = ""
     grad_norms: dict[str, Any] | None = None  # layer -> the last handed-over step's weight-gradient norm
     dead_frac: dict[str, Any] | None = None  # layer -> share of dead units in the viewer's last frames
+    wall: str = ""  # a live wall: "running", "finished" or "lost (why)"; "" without one
+    wall_pids: list[int] = field(default_factory=list)  # the ranks other than 0 (the viewer is rank 0)
+    wall_lost_at_step: int | None = None
+    wall_ranks: list[dict[str, Any]] | None = None  # per rank: rank, pid, the frames it drew
 
     def summary(self) -> dict[str, Any]:
         """The figures ``--stats-json`` writes (see :data:`OVERHEAD_DEFINITION` for ``overhead_pct``)."""
@@ -79,4 +90,8 @@ class LiveStats:
             "renderer": self.renderer,
             "grad_norms": self.grad_norms,
             "dead_frac": self.dead_frac,
+            "wall": self.wall,
+            "wall_pids": self.wall_pids,
+            "wall_lost_at_step": self.wall_lost_at_step,
+            "wall_ranks": self.wall_ranks,
         }

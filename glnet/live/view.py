@@ -178,12 +178,13 @@ class LiveView:
             curves["accuracy"] = thin(self.acc)
         return curves
 
-    def draw(self, camera: Camera, target: Any) -> None:
-        """One frame into ``target`` (a framebuffer or the window's screen)."""
+    def draw(self, camera: Camera, target: Any, *, hud: bool = True) -> None:
+        """One frame into ``target`` (a framebuffer or the window's screen); ``hud=False``: no HUD."""
         t0 = time.perf_counter()
-        if self.grad_norms or self.dead.frames:
+        if hud and (self.grad_norms or self.dead.frames):
             self._set_gradflow(target.height)
-        self.vis.render(camera, target, hud=self.hud_lines(camera), curves=self.curves(), finish=True)
+        lines = self.hud_lines(camera) if hud else False
+        self.vis.render(camera, target, hud=lines, curves=self.curves() if hud else None, finish=True)
         ms = (time.perf_counter() - t0) * 1e3
         self.frame_ms = ms if self.frame_ms is None else 0.8 * self.frame_ms + 0.2 * ms
 

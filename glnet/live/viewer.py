@@ -61,6 +61,10 @@ class ViewerSpec:
     cuda_device: int | None = None  # the CUDA ordinal of the slots: a headless viewer renders on that GPU
     gl_device: int | None = None  # or on this EGL device (--gl-device)
     images: bool = False  # send each drawn frame back to the trainer (its TensorBoard writer)
+    hud: bool = True  # False: the picture only
+    wall: Any = None  # a glnet.wall.WallSpec: this process is rank 0 of a wall (glnet.live.wall)
+    wall_addr: str = ""  # the wall's tcp:// rendezvous
+    wall_timeout: float = 60.0  # seconds a wall collective may wait on a silent rank
 
 
 def mode_for_key(key: str, shift: bool, current: str) -> str | None:
@@ -72,7 +76,7 @@ def mode_for_key(key: str, shift: bool, current: str) -> str | None:
     return MODE_KEYS.get(key)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux for SIGTERM when the trainer dies (on top of polling it), and end cleanly on SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -98,6 +102,7 @@ class _Loop:
         self.writer: Any = None
         self.shown: FrameMeta | None = None  # the frame presented last
         self.parent = multiprocessing.parent_process()
+        self.wall_report: dict[str, Any] | None = None  # what a wall's ranks drew, for the trainer's stats
 
     def counters(self) -> dict[str, Any]:
         v = self.view
@@ -194,7 +199,7 @@ def _headless(loop: _Loop) -> None:
     w, h = spec.size
     with GLContext.offscreen(gl_device=spec.gl_device, cuda_device=spec.cuda_device) as ctx:
         vis = Visualization(ctx, spec.trace, renderer=spec.renderer, labels=spec.labels)
-        fb = Framebuffer(ctx, w, h)
+        fb = Framebuffer(ctx, w, h) if spec.wall is None else None  # a wall draws tiles
         loop.view = LiveView(
             vis, loop.slots, spec.offsets, spec.counts, update_path=spec.update_path,
             title=spec.title, total_steps=spec.total_steps,
@@ -203,10 +208,14 @@ def _headless(loop: _Loop) -> None:
         camera = camera or camera_from_spec(spec.camera, vis.layout, w / h)
         loop.tell("ready", _info(loop, ctx))
         try:
-            while not loop.closing:
+            if spec.wall is not None:  # rank 0 of a wall: its own loop, every frame to every rank
+                from .wall import lead_wall
+
+                lead_wall(loop, camera)
+            while fb is not None and not loop.closing:
                 loop.receive(0.0 if loop.pending else 0.05)
                 if loop.present_next():
-                    loop.view.draw(camera, fb)
+                    loop.view.draw(camera, fb, hud=spec.hud)
                     if loop.wants_pixels:
                         loop.deliver(fb.read_rgba())
                 elif loop.refresh_panels():
@@ -215,7 +224,8 @@ def _headless(loop: _Loop) -> None:
                     break
         finally:
             loop.view.close()
-            fb.delete()
+            if fb is not None:
+                fb.delete()
             vis.close()
 
 
@@ -256,7 +266,7 @@ def _window(loop: _Loop) -> None:
 
     def draw(target: Any) -> None:
         drawn = loop.present_next()
-        view.draw(v.camera, target)
+        view.draw(v.camera, target, hud=spec.hud)
         if drawn and loop.wants_pixels:
             loop.deliver(v.read_pixels())
 
@@ -286,7 +296,7 @@ def _info(loop: _Loop, ctx: Any) -> dict[str, Any]:
 
 def run_viewer(spec: ViewerSpec, slots: Slots, inbox: Any, outbox: Any) -> None:
     """The viewer process's main function (spawned by :class:`glnet.live.Live`)."""
-    _die_with_parent()
+    die_with_parent()
     torch.set_num_threads(1)  # its tensor work is small; the cores are the trainer's
     if spec.nice:
         try:
@@ -318,6 +328,6 @@ def run_viewer(spec: ViewerSpec, slots: Slots, inbox: Any, outbox: Any) -> None:
             code = 1
             loop.tell("error", "VideoWriteError", str(e).splitlines()[0][:300] if str(e) else "video")
         dead = loop.view.dead_frac if loop.view is not None else None
-        loop.tell("done", {**loop.counters(), "dead_frac": dead})
+        loop.tell("done", {**loop.counters(), "dead_frac": dead, "wall": loop.wall_report})
     if code:
         sys.exit(code)
