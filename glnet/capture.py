@@ -244,10 +244,12 @@ class _Recorder:
         self.stack: list[int] = []  # calls recorded when each open module call began
         self.flow = DataFlow()  # the data-flow graph, followed while the forward runs
         self.inputs: list[frozenset[int]] = []  # where each open module call's inputs came from
+        self.ops_at: list[int] = []  # torch functions run when each open module call began
 
     def enter(self, module: nn.Module, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.stack.append(len(self.calls))
         self.inputs.append(self.flow.sources(inputs, kwargs))
+        self.ops_at.append(self.flow.ops)
 
     def hook(self, name: str, module: nn.Module) -> Callable[..., None]:
         type_name = type(module).__name__
@@ -256,6 +258,7 @@ class _Recorder:
         def on_forward(mod: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
             began = self.stack.pop() if self.stack else len(self.calls)
             sources = self.inputs.pop() if self.inputs else frozenset()
+            ran = self.flow.ops - (self.ops_at.pop() if self.ops_at else -1)  # before this hook's own ops
             out = first_tensor(output)
             # A module is recorded when nothing inside its call was: leaves, and containers such as
             # MultiheadAttention whose children hold parameters but are never called.
@@ -274,7 +277,10 @@ class _Recorder:
                 self.calls.append(
                     _Call(call_name, mod, type_name, kind, kept, tuple(per.shape), src, cl, sources)
                 )
-                self.flow.tag(output, len(self.calls) - 1)
+                # a pass-through (nn.Identity: no torch function ran, its input came back) keeps its input's
+                # sources, so a skip through it links the layers on either side
+                if ran or not any(out is t for t in inputs):
+                    self.flow.tag(output, len(self.calls) - 1)
                 self.alive.append(out)
                 if out.numel():
                     self.producer[out.data_ptr()] = len(self.calls) - 1

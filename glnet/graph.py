@@ -66,6 +66,7 @@ class DataFlow(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self._tags: dict[int, tuple[weakref.ref[torch.Tensor], Sources]] = {}
+        self.ops = 0  # torch functions seen so far: a module call that ran none is a pass-through
 
     def _get(self, t: torch.Tensor) -> Sources:
         entry = self._tags.get(id(t))
@@ -116,6 +117,7 @@ class DataFlow(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
+        self.ops += 1
         residual = self._residual(func, args)
         sources = residual or (_NONE if _shape_only(func) else self.sources(args, kwargs))
         if sources:

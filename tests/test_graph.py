@@ -208,6 +208,7 @@ class Stream(nn.Module):
         self.stem = nn.Conv2d(3, 4, 1)
         self.blocks = nn.ModuleList(nn.Conv2d(4, 4, 1) for _ in range(blocks))
         self.in_place = in_place
+        self.shortcut = nn.Identity()  # timm's ConvNeXt and ViT blocks add through one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -217,7 +218,7 @@ class Stream(nn.Module):
                 y += x  # MobileNet's `result += input`
                 x = y
             else:
-                x = x + block(x)
+                x = block(x) + self.shortcut(x)
         return x
 
 
