@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_cmd_snapshot)
 
     add_inspect_parser(sub, _add_model_args, _prepare)
-    add_record_parser(sub, _add_model_args, _prepare)
+    add_record_parser(sub, _add_model_args, _prepare, _neuron_budget)
     add_wall_parser(sub, _add_model_args, _prepare)
 
     b = sub.add_parser(
@@ -464,7 +464,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
         )
     configure_platform(headless=headless)
     if headless:  # the same frame-exact path as glnet record
-        return record_view(args, _prepare, lambda trace, ctx: _neuron_budget(args, trace, ctx))
+        return record_view(args, _prepare, _neuron_budget)
     from .window import Viewer
 
     prep = _prepare(args)

@@ -27,8 +27,10 @@ def add_record_parser(
     sub: argparse._SubParsersAction,
     add_model_args: Callable[..., None],
     prepare: Callable[[argparse.Namespace], Any],
+    budget: Callable[[argparse.Namespace, Any, Any], int | None],
 ) -> None:
-    """``glnet record``, with the model options and the model-to-trace step every command shares."""
+    """``glnet record``, with the model options, the model-to-trace step every command shares, and the
+    neuron budget (``--max-neurons``, cut to what fits in GPU memory) of (args, trace, context)."""
     p = sub.add_parser(
         "record",
         help="render a tour offline to a video (H.264, or HEVC/AV1 above 4096x2304) or numbered PNGs",
@@ -64,7 +66,7 @@ def add_record_parser(
     )
     p.add_argument("--hud", action="store_true", help="draw the layer text (never timings) into the frames")
     p.add_argument("--stats-json", metavar="FILE", help="write frames, codec, sizes and rates as JSON")
-    p.set_defaults(run=_cmd_record, prepare=prepare)
+    p.set_defaults(run=_cmd_record, prepare=prepare, budget=budget)
 
 
 def add_view_tour_args(v: argparse.ArgumentParser) -> None:
@@ -92,7 +94,7 @@ def add_view_tour_args(v: argparse.ArgumentParser) -> None:
 def record_view(
     args: argparse.Namespace,
     prepare: Callable[[argparse.Namespace], Any],
-    budget: Callable[[Any, Any], int | None],
+    budget: Callable[[argparse.Namespace, Any, Any], int | None],
 ) -> int:
     """``glnet view`` without a display: record its tour (default flythrough) as ``glnet record`` does."""
     from .gpu.context import GLContext
@@ -114,7 +116,7 @@ def record_view(
             renderer=args.renderer,
             ctx=ctx,
             lod=args.lod,
-            max_neurons=budget(prep.trace, ctx),
+            max_neurons=budget(args, prep.trace, ctx),
         )
     say_recording(rec, _say)
     return 0
@@ -152,9 +154,11 @@ def _cmd_record(args: argparse.Namespace) -> int:
         raise InputError(f"--out must be an .mp4 (or .gif) file or a folder, not {out.name!r}")
     if args.codec and out.suffix.lower() != ".mp4":
         raise InputError("--codec applies to .mp4 output only")
-    tour_file = Path(args.tour)
-    if args.tour not in ("flythrough", "orbit") and not tour_file.is_file():
-        raise InputError(f"--tour {args.tour!r} is neither a built-in tour (flythrough, orbit) nor a file")
+    from .tour import BUILTIN_TOURS
+
+    if args.tour not in BUILTIN_TOURS and not Path(args.tour).is_file():
+        names = ", ".join(BUILTIN_TOURS)
+        raise InputError(f"--tour {args.tour!r} is neither a built-in tour ({names}) nor a file")
     configure_platform(headless=True)
     from .gpu.context import GLContext
     from .offline import render_tour
@@ -171,7 +175,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
             fps=args.fps,
             renderer=args.renderer,
             lod=args.lod,
-            max_neurons=args.max_neurons,
+            max_neurons=args.budget(args, prep.trace, ctx),
             codec=args.codec,
             crf=args.crf,
             hud=args.hud,

@@ -78,6 +78,8 @@ def _wall(args: argparse.Namespace) -> int:
     spec = WallSpec(parse_grid(args.grid, "--grid"), parse_size(args.tile), parse_bezel(args.bezel))
     if (args.seconds is not None and not 0 < args.seconds <= 3600) or not 0 < args.fps <= 240:
         raise InputError("--seconds must be in (0, 3600] and --fps in (0, 240]")
+    if args.max_neurons is not None and args.max_neurons < 1:
+        raise InputError("--max-neurons must be a positive number")
     rank = torchrun_env()[0]
     window = None
     if args.out is None and has_display():
@@ -101,6 +103,7 @@ def _wall(args: argparse.Namespace) -> int:
         out=args.out,
         renderer=args.renderer,
         lod=args.lod,
+        max_neurons=args.max_neurons,
         gl_device=args.gl_device,
         window=window,
         timeout_s=args.timeout,

@@ -23,7 +23,7 @@ from torch import nn
 
 from ._torchvision import import_torchvision
 from .errors import ModelError, OutOfMemoryError, WeightsError
-from .sources import import_user_module, is_source, load_source, weight_prefixes
+from .sources import import_user_module, is_source, load_source, one_line, weight_prefixes
 
 __all__ = ["ModelSpec", "available_memory", "load_model", "load_weights", "torchvision_names"]
 
@@ -107,7 +107,6 @@ def load_model(
             "pkg.module:callable or a file"
         )
     if is_source(text):
-        torch.manual_seed(seed)
         sm = load_source(text, input_size=input_size, device=device, seed=seed, check_fits=_check_fits)
         return ModelSpec(sm.model, sm.name, sm.family, sm.input_shape, sm.mean, sm.std, sm.random_weights)
     input_size = input_size or 224
@@ -162,8 +161,7 @@ def _load_factory(text: str, input_size: int, device: torch.device) -> ModelSpec
     except (MemoryError, torch.OutOfMemoryError) as e:
         raise OutOfMemoryError(f"not enough memory to build {text}") from e
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise ModelError(f"{text}() failed: {type(e).__name__}: {first}") from e
+        raise ModelError(f"{text}() failed: {one_line(e)}") from e
     if not isinstance(model, nn.Module):
         raise ModelError(f"{text}() returned a {type(model).__name__}, not a torch.nn.Module")
     return ModelSpec(model.to(device).eval(), text, "custom", _input_shape("classification", input_size))

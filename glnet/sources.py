@@ -26,7 +26,10 @@ from torch import nn
 from ._torchvision import prepare_torchvision
 from .errors import ModelError, OutOfMemoryError
 
-__all__ = ["PREFIXES", "SourceModel", "import_user_module", "is_source", "load_source", "weight_prefixes"]
+__all__ = [
+    "PREFIXES", "SourceModel", "import_user_module", "is_source", "load_source", "one_line",
+    "weight_prefixes",
+]  # fmt: skip
 
 PREFIXES = ("timm:", "hf:")
 """MODEL prefixes this module resolves."""
@@ -52,7 +55,8 @@ def is_source(text: str) -> bool:
     return text.startswith(PREFIXES)
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
@@ -82,7 +86,7 @@ def _import_extra(module: str, extra: str) -> ModuleType:
             f"{module} is not installed (needed for {extra}:...): pip install 'glnet[{extra}]'"
         ) from e
     except Exception as e:  # a broken install raising at import time
-        raise ModelError(f"importing {module} failed: {_one_line(e)}") from e
+        raise ModelError(f"importing {module} failed: {one_line(e)}") from e
 
 
 def import_user_module(name: str) -> ModuleType:
@@ -96,12 +100,12 @@ def import_user_module(name: str) -> ModuleType:
     except ModuleNotFoundError as e:
         if e.name and (name == e.name or name.startswith(e.name + ".")):
             raise ModelError(f"no module named {name!r} (is it on PYTHONPATH?)") from e
-        raise ModelError(f"importing {name!r} failed: {_one_line(e)}") from e
+        raise ModelError(f"importing {name!r} failed: {one_line(e)}") from e
     except SyntaxError as e:
         where = f" ({Path(e.filename).name}, line {e.lineno})" if e.filename else ""
         raise ModelError(f"importing {name!r} failed: SyntaxError: {e.msg}{where}") from e
     except (Exception, SystemExit) as e:
-        raise ModelError(f"importing {name!r} failed: {_one_line(e)}") from e
+        raise ModelError(f"importing {name!r} failed: {one_line(e)}") from e
 
 
 def load_source(
@@ -160,7 +164,7 @@ def _timm(
     except (MemoryError, torch.OutOfMemoryError) as e:
         raise OutOfMemoryError(f"not enough memory to build timm:{name}") from e
     except Exception as e:
-        raise ModelError(f"building timm:{name} failed: {_one_line(e)}") from e
+        raise ModelError(f"building timm:{name} failed: {one_line(e)}") from e
     mean = tuple(cfg.mean) if cfg is not None and cfg.mean else None
     std = tuple(cfg.std) if cfg is not None and cfg.std else None
     return SourceModel(model, f"timm:{name}", "classification", shape, mean, std, True)
@@ -170,7 +174,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelError(f"{str(path)!r} is not readable JSON: {_one_line(e)}") from e
+        raise ModelError(f"{str(path)!r} is not readable JSON: {one_line(e)}") from e
     return data if isinstance(data, dict) else {}
 
 
@@ -205,7 +209,7 @@ def _hf_build(
         except (MemoryError, torch.OutOfMemoryError) as e:
             raise OutOfMemoryError(f"not enough memory to build hf:{folder}") from e
         except Exception as e:
-            raise ModelError(f"hf:{folder}: loading the model failed: {_one_line(e)}") from e
+            raise ModelError(f"hf:{folder}: loading the model failed: {one_line(e)}") from e
     return None, errors
 
 
@@ -221,7 +225,7 @@ def _hf(folder: str, input_size: int | None, seed: int) -> SourceModel:
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as e:
-        raise ModelError(f"hf:{folder}: config.json is not a model config: {_one_line(e)}") from e
+        raise ModelError(f"hf:{folder}: config.json is not a model config: {one_line(e)}") from e
     has_weights = any((path / f).is_file() for f in _WEIGHT_FILES)
     archs = list(getattr(config, "architectures", None) or [])
     classes = (
@@ -241,7 +245,7 @@ def _hf(folder: str, input_size: int | None, seed: int) -> SourceModel:
         if bars:
             logging.enable_progress_bar()
     if model is None:
-        raise ModelError(f"hf:{folder}: transformers cannot build it: {_one_line(errors[-1])}")
+        raise ModelError(f"hf:{folder}: transformers cannot build it: {one_line(errors[-1])}")
     pre_file = path / "preprocessor_config.json"
     pre = _read_json(pre_file) if pre_file.is_file() else {}
     side = input_size or _hf_side(config, pre) or 224

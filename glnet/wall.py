@@ -194,6 +194,7 @@ def run_wall(
     out: str | Path | None = None,
     renderer: str = "auto",
     lod: bool = False,
+    max_neurons: int | None = None,
     gl_device: int | None = None,
     window: dict[str, Any] | None = None,
     timeout_s: float = 300.0,
@@ -212,12 +213,13 @@ def run_wall(
         raise InputError("a wall without a display writes its tiles: give --out DIR")
     group = WallGroup(timeout_s, local_rank)
     try:
-        return _run(group, spec, prepare, camera, tour, seconds, fps, out, renderer, lod, gl_device, window)
+        draw = {"renderer": renderer, "lod": lod, "max_neurons": max_neurons}
+        return _run(group, spec, prepare, camera, tour, seconds, fps, out, draw, gl_device, window)
     finally:
         group.close()
 
 
-def _run(group, spec, prepare, camera, tour, seconds, fps, out, renderer, lod, gl_device, window) -> int:
+def _run(group, spec, prepare, camera, tour, seconds, fps, out, draw, gl_device, window) -> int:
     from .camera import camera_from_spec
     from .gpu.context import GLContext, configure_platform
     from .offline import frame_count
@@ -238,12 +240,12 @@ def _run(group, spec, prepare, camera, tour, seconds, fps, out, renderer, lod, g
             ctx = GLContext.offscreen(gl_device=gl_device, cuda_device=cuda)
             from .app import Visualization
 
-            vis = Visualization(ctx, prep.trace, renderer=renderer, lod=lod)
+            vis = Visualization(ctx, prep.trace, **draw)
         else:
             from .window import Viewer
 
             viewer = Viewer(
-                prep.trace, size=spec.tile, renderer=renderer, lod=lod,
+                prep.trace, size=spec.tile, **draw,
                 title=f"glnet wall {rank % spec.grid[0]},{rank // spec.grid[0]}", **window,
             )  # fmt: skip
             vis = viewer.vis

@@ -319,6 +319,22 @@ def test_record_writes_exactly_round_duration_times_fps_frames(tmp_path: Path, g
 
 
 @pytest.mark.gl
+def test_record_keeps_to_the_neuron_budget(
+    tmp_path: Path, gl_ctx: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from glnet.cli import main
+
+    base = ["record", *MODEL, "--tour", "orbit", "--seconds", "0.2", "--fps", "5", "--size", "160x90"]
+    assert main([*base, "--out", str(tmp_path / "full")]) == 0
+    assert main([*base, "--max-neurons", "50", "--out", str(tmp_path / "cut")]) == 0
+    assert "over the 50-neuron budget" in capsys.readouterr().err
+    full, cut = (np.asarray(Image.open(sorted((tmp_path / d).glob("*.png"))[0])) for d in ("full", "cut"))
+    assert full.shape == cut.shape and (full != cut).any()  # the largest layers drawn as channel means
+
+
+@pytest.mark.gl
 @pytest.mark.parametrize(("size", "codecs"), [("1920x1080", ("h264",)), ("7680x4320", ("av1", "hevc"))])
 def test_record_picks_h264_at_1080p_and_hevc_or_av1_at_8k(
     tmp_path: Path, gl_ctx: object, capfd: pytest.CaptureFixture[str], size: str, codecs: tuple[str, ...]
