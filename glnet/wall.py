@@ -117,6 +117,21 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def loopback_interface() -> str | None:
+    """The name of this machine's loopback interface (``lo`` on Linux), or None if it has none."""
+    return next((name for _, name in socket.if_nameindex() if name.startswith("lo")), None)
+
+
+def bind_gloo_to_loopback() -> None:
+    """Make gloo bind the loopback interface for a group on one machine (unless GLOO_SOCKET_IFNAME is set).
+
+    Left alone, gloo binds the address the hostname resolves to, which on some machines cannot be reached,
+    and every rank then waits out the timeout."""
+    name = loopback_interface()
+    if name is not None and "GLOO_SOCKET_IFNAME" not in os.environ:
+        os.environ["GLOO_SOCKET_IFNAME"] = name
+
+
 class WallGroup:
     """The process group and the device its collectives run on (CPU for gloo, the rank's GPU for NCCL)."""
 
@@ -137,6 +152,9 @@ class WallGroup:
         if nccl:
             torch.cuda.set_device(self.device)
         where = {} if init is None else {"init_method": init[0], "rank": init[1], "world_size": init[2]}
+        one_machine = init is not None or local_world == int(os.environ.get("WORLD_SIZE", 0) or 0)
+        if self.backend == "gloo" and one_machine:
+            bind_gloo_to_loopback()
         dist.init_process_group(self.backend, timeout=timedelta(seconds=timeout_s), **where)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
 

@@ -58,6 +58,20 @@ def gl(gl_ctx):
     assert err == GL.GL_NO_ERROR, f"the test left GL error 0x{err:04x}"
 
 
+@pytest.fixture(scope="session")
+def gloo():
+    """Skips (with the reason) where two processes cannot form a gloo group over loopback on this machine."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from procs import gloo_unavailable
+
+    why = gloo_unavailable()
+    if why is not None:
+        pytest.skip(f"no gloo group over loopback here: {why}")
+
+
 def pytest_sessionfinish(session, exitstatus):
     if _ctx is not None:
         _ctx.close()

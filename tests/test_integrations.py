@@ -5,6 +5,7 @@ that go into a SummaryWriter are read back from its event file."""
 # ruff: noqa: I001  (glnet first: it makes torchvision importable before lightning imports it)
 from __future__ import annotations
 
+import datetime
 import functools
 import io
 import json
@@ -25,12 +26,17 @@ from glnet.integrations.lightning import LiveCallback as LightningLive  # first:
 from glnet.integrations.transformers import LiveCallback as HFLive
 
 import lightning as L
+from lightning.pytorch.strategies import DDPStrategy
+
+from glnet.live.wall import free_address
+from glnet.wall import bind_gloo_to_loopback, loopback_interface
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import TinyNet
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZE = (160, 90)
+DDP_TIMEOUT = datetime.timedelta(seconds=90)  # a stuck rendezvous fails the test instead of hanging the run
 pytestmark = pytest.mark.gl
 
 
@@ -227,12 +233,13 @@ def test_hf_run_that_fails_still_finishes_its_video(tmp_path):
     assert len(frames) == 2 and frames[-1].std() > 3
 
 
-def _ddp_rank(rank: int, folder: str) -> None:
+def _ddp_rank(rank: int, folder: str, address: str) -> None:
     import torch.distributed as dist
 
     import glnet
 
-    dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
+    bind_gloo_to_loopback()
+    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=2, timeout=DDP_TIMEOUT)
     try:
         torch.manual_seed(0)
         model = nn.parallel.DistributedDataParallel(TinyNet().train())
@@ -256,8 +263,9 @@ def _ddp_rank(rank: int, folder: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.usefixtures("gloo")
 def test_ddp_rank_1_installs_no_hooks_and_starts_no_viewer(tmp_path):
-    torch.multiprocessing.spawn(_ddp_rank, args=(str(tmp_path),), nprocs=2, join=True)
+    torch.multiprocessing.spawn(_ddp_rank, args=(str(tmp_path), free_address()), nprocs=2, join=True)
     r0, r1 = (json.loads((tmp_path / f"rank{i}.json").read_text()) for i in (0, 1))
     assert r0["kind"] == "Live" and r0["hooks"] and r0["viewers"] == ["glnet-viewer"] and r0["frames"] == 3
     assert r1 == {"kind": "IdleLive", "hooks": False, "viewers": [], "frames": 0}
@@ -293,15 +301,21 @@ def _note(path: Path, message: str) -> None:
         f.write(message + "\n")
 
 
-def test_lightning_ddp_strategy_draws_on_rank_0_only(tmp_path):
+@pytest.mark.usefixtures("gloo")
+def test_lightning_ddp_strategy_draws_on_rank_0_only(tmp_path, monkeypatch):
     """Lightning's own DDP (forked here: a spawned child would import lightning before glnet's torchvision
     fix on this machine's CPU torch), two ranks."""
     x, y = _data(16)
     notes = tmp_path / "notes.txt"
     say = functools.partial(_note, notes)  # rank 0 is a child process: its notes go to a file
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", loopback_interface() or "lo")  # the forked rank inherits it
+    host_port = free_address().removeprefix("tcp://").rsplit(":", 1)
+    monkeypatch.setenv("MASTER_ADDR", host_port[0])  # Lightning takes these, and they go when the test ends
+    monkeypatch.setenv("MASTER_PORT", host_port[1])
     cb = LightningLive(probe=x[0], headless=True, size=SIZE, record=str(tmp_path / "f"), say=say)
     trainer = L.Trainer(
-        max_steps=3, accelerator="cpu", devices=2, strategy="ddp_fork", logger=False,
+        max_steps=3, accelerator="cpu", devices=2, logger=False,
+        strategy=DDPStrategy(start_method="fork", process_group_backend="gloo", timeout=DDP_TIMEOUT),
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[cb],
     )  # fmt: skip
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)

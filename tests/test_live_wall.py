@@ -78,6 +78,7 @@ def test_a_live_wall_in_a_window_is_one_line(tiny_net):
 
 
 @pytest.mark.gl
+@pytest.mark.usefixtures("gloo")
 def test_a_live_wall_stitches_every_step_like_one_viewer(tiny_net, tmp_path):
     """Same model, data and camera: the wall's stitched frames and one viewer's frames at the wall's full
     size (no HUD on either) agree step by step."""
@@ -107,6 +108,7 @@ def test_a_live_wall_stitches_every_step_like_one_viewer(tiny_net, tmp_path):
 
 
 @pytest.mark.gl
+@pytest.mark.usefixtures("gloo")
 def test_killing_a_wall_rank_does_not_stop_training(tiny_net, tmp_path):
     """SIGKILL one rank mid-run: training finishes, the stats say the wall was lost and when, and rank 0
     draws every tile itself from then on, so the recording still has a frame per step."""
@@ -135,6 +137,7 @@ def test_killing_a_wall_rank_does_not_stop_training(tiny_net, tmp_path):
 
 
 @pytest.mark.gl
+@pytest.mark.usefixtures("gloo")
 def test_killing_the_viewer_ends_the_wall_and_training_goes_on(tiny_net):
     """Rank 0 is the viewer: when it dies the trainer ends the other ranks (they would wait for it), and
     training goes on as with one viewer."""

@@ -20,7 +20,14 @@ from procs import run_group
 
 from glnet.camera import Camera
 from glnet.errors import InputError
-from glnet.wall import WallSpec, camera_state, parse_bezel, state_camera
+from glnet.wall import (
+    WallSpec,
+    bind_gloo_to_loopback,
+    camera_state,
+    loopback_interface,
+    parse_bezel,
+    state_camera,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ["resnet18", "--input-size", "64"]
@@ -28,7 +35,8 @@ MODEL = ["resnet18", "--input-size", "64"]
 
 def _torchrun(n: int, *args: str, timeout: float = 400) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone`` (its own free port) in a session of its own: a timeout ends every rank."""
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "DISPLAY")}
+    drop = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "DISPLAY")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONPATH"] = str(ROOT)
     env.setdefault("GLNET_CALIBRATE", "0")
     env["GLNET_PROGRESS"] = "plain"
@@ -54,6 +62,15 @@ def test_wall_geometry_and_options():
     assert (back.fov, back.near, back.far) == (cam.fov, cam.near, cam.far)
 
 
+def test_a_group_on_one_machine_binds_gloo_to_loopback(monkeypatch):
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    bind_gloo_to_loopback()
+    assert os.environ["GLOO_SOCKET_IFNAME"] == loopback_interface() == "lo"  # Linux's name
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "eth7")
+    bind_gloo_to_loopback()
+    assert os.environ["GLOO_SOCKET_IFNAME"] == "eth7"  # the user's choice stands
+
+
 def test_wall_outside_torchrun_is_one_line(capsys, monkeypatch, tmp_path):
     from glnet.cli import main
 
@@ -73,10 +90,11 @@ def test_wrong_number_of_processes_ends_every_rank_with_one_line(tmp_path):
     ours = [line for line in r.stderr.splitlines() if line.startswith("glnet:")]
     assert ours == [
         "glnet: error: a 2x2 wall needs 4 processes, torchrun started 2: use --nproc-per-node 4 (times nodes)"
-    ]
+    ], r.stderr[-3000:]
 
 
 @pytest.mark.gl
+@pytest.mark.usefixtures("gloo")
 def test_a_2x2_wall_over_gloo_stitches_one_snapshot(tmp_path, gl_ctx):
     from glnet.cli import main
 
@@ -100,6 +118,7 @@ def test_a_2x2_wall_over_gloo_stitches_one_snapshot(tmp_path, gl_ctx):
 
 
 @pytest.mark.gl
+@pytest.mark.usefixtures("gloo")
 def test_a_wall_with_bezels_plays_a_tour_in_lockstep(tmp_path, gl):
     from glnet.app import Visualization
     from glnet.gpu.framebuffer import Framebuffer
@@ -142,6 +161,7 @@ def test_a_wall_with_bezels_plays_a_tour_in_lockstep(tmp_path, gl):
 
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs xvfb-run")
+@pytest.mark.usefixtures("gloo")
 def test_a_wall_in_windows_presents_in_lockstep_for_its_seconds():
     """No --out on a display: each rank shows its tile in a window (on monitor 0) for --seconds."""
     env_display = ["xvfb-run", "-a", "-s", "-screen 0 800x600x24"]
