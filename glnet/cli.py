@@ -50,7 +50,7 @@ def _add_gl_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gl-device", type=int, metavar="N", help=what)
 
 
-def _add_model_args(p: argparse.ArgumentParser, drawing: bool = True) -> None:
+def _add_model_args(p: argparse.ArgumentParser, drawing: bool = True, sized: bool = True) -> None:
     p.add_argument(
         "model",
         metavar="MODEL",
@@ -106,9 +106,8 @@ def _add_model_args(p: argparse.ArgumentParser, drawing: bool = True) -> None:
         help="instanced: GL point sprites; compute: compute-shader rasterizer; torch: rasterized by torch on "
         "the values' device, GL presents; auto: the one measured fastest here (once, cached)",
     )
-    p.add_argument(
-        "--size", default="1280x720", metavar="WxH", help="window or image size (default 1280x720)"
-    )
+    if sized:  # a wall's size is its --grid and --tile
+        p.add_argument("--size", default="1280x720", metavar="WxH", help="window or image size (1280x720)")
     p.add_argument(
         "--lod",
         action="store_true",

@@ -35,7 +35,7 @@ def add_wall_parser(
         help="one picture over a wall of displays (torchrun, one process per tile)",
         description=_DESCRIPTION,
     )
-    add_model_args(p)
+    add_model_args(p, sized=False)
     p.add_argument("--grid", required=True, metavar="CxR", help="columns x rows of displays")
     p.add_argument("--tile", required=True, metavar="WxH", help="one display's size in pixels")
     p.add_argument("--bezel", metavar="X,Y", help="pixels hidden between neighbouring displays (default 0,0)")

@@ -71,6 +71,15 @@ def test_a_group_on_one_machine_binds_gloo_to_loopback(monkeypatch):
     assert os.environ["GLOO_SOCKET_IFNAME"] == "eth7"  # the user's choice stands
 
 
+def test_wall_help_sizes_by_grid_and_tile_only(capsys):
+    from glnet.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["wall", "--help"])
+    text = capsys.readouterr().out
+    assert "--tile WxH" in text and "--grid CxR" in text and "--size" not in text
+
+
 def test_wall_outside_torchrun_is_one_line(capsys, monkeypatch, tmp_path):
     from glnet.cli import main
 
