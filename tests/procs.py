@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 from typing import Any
 
 
@@ -40,8 +41,6 @@ _gloo_verdict: list[str | None] = []
 def gloo_unavailable() -> str | None:
     """Why two processes cannot all-reduce over gloo on loopback here (None when they can); checked once."""
     if not _gloo_verdict:
-        import sys
-
         from glnet.wall import loopback_interface
 
         env = dict(os.environ, GLOO_SOCKET_IFNAME=loopback_interface() or "lo")
