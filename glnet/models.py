@@ -23,7 +23,7 @@ from torch import nn
 
 from ._torchvision import import_torchvision
 from .errors import ModelError, OutOfMemoryError, WeightsError
-from .sources import import_user_module, is_source, load_source, one_line, weight_prefixes
+from .sources import build_model, import_user_module, is_source, load_source, weight_prefixes
 
 __all__ = ["ModelSpec", "available_memory", "load_model", "load_weights", "torchvision_names"]
 
@@ -135,10 +135,7 @@ def load_model(
 
     _check_fits(text, build, device)
     torch.manual_seed(seed)
-    try:
-        model = build()
-    except (MemoryError, torch.OutOfMemoryError) as e:
-        raise OutOfMemoryError(f"not enough memory to build {text}") from e
+    model = build_model(build, text, f"building {text} failed")
     spec = ModelSpec(model.to(device).eval(), text, family, _input_shape(family, input_size))
     spec.random_weights = True
     return spec
@@ -156,12 +153,7 @@ def _load_factory(text: str, input_size: int, device: torch.device) -> ModelSpec
         obj = getattr(obj, part)
     if not callable(obj):
         raise ModelError(f"{text!r} is not callable")
-    try:
-        model = obj()
-    except (MemoryError, torch.OutOfMemoryError) as e:
-        raise OutOfMemoryError(f"not enough memory to build {text}") from e
-    except Exception as e:
-        raise ModelError(f"{text}() failed: {one_line(e)}") from e
+    model = build_model(obj, text, f"{text}() failed")
     if not isinstance(model, nn.Module):
         raise ModelError(f"{text}() returned a {type(model).__name__}, not a torch.nn.Module")
     return ModelSpec(model.to(device).eval(), text, "custom", _input_shape("classification", input_size))

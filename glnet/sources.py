@@ -61,6 +61,16 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
+def build_model(build: Callable[[], Any], what: str, failed: str) -> Any:
+    """``build()``; running out of memory, or any other failure, as one line (``failed``: what went wrong)."""
+    try:
+        return build()
+    except (MemoryError, torch.OutOfMemoryError) as e:
+        raise OutOfMemoryError(f"not enough memory to build {what}") from e
+    except Exception as e:
+        raise ModelError(f"{failed}: {one_line(e)}") from e
+
+
 @contextlib.contextmanager
 def _offline() -> Iterator[None]:
     """Forbid the Hugging Face hub any network access while a model is loaded (set before its import)."""
@@ -159,12 +169,7 @@ def _timm(
     if check_fits is not None:
         check_fits(f"timm:{name}", build, device)
     torch.manual_seed(seed)
-    try:
-        model = build()
-    except (MemoryError, torch.OutOfMemoryError) as e:
-        raise OutOfMemoryError(f"not enough memory to build timm:{name}") from e
-    except Exception as e:
-        raise ModelError(f"building timm:{name} failed: {one_line(e)}") from e
+    model = build_model(build, f"timm:{name}", f"building timm:{name} failed")
     mean = tuple(cfg.mean) if cfg is not None and cfg.mean else None
     std = tuple(cfg.std) if cfg is not None and cfg.std else None
     return SourceModel(model, f"timm:{name}", "classification", shape, mean, std, True)
