@@ -77,6 +77,21 @@ def pytest_sessionfinish(session, exitstatus):
         _ctx.close()
 
 
+@pytest.fixture
+def layout():
+    """Five small layers (conv, pool, conv, avg, fc) behind a square input: camera and tour tests."""
+    from glnet.layout import build_layout
+
+    grids = [
+        ("conv1", (4, 16, 16)),
+        ("pool", (4, 8, 8)),
+        ("conv2", (6, 8, 8)),
+        ("avg", (6, 1, 1)),
+        ("fc", (5, 1, 1)),
+    ]
+    return build_layout(grids, input_aspect=1.0)
+
+
 def layered_scene(seed: int = 0):
     """Four layers from wide maps to a vector, random values with one NaN and one +Inf (renderer tests)."""
     from glnet.layout import build_layout

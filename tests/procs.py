@@ -4,11 +4,19 @@ process it started instead of leaving a window, a viewer or an X server running 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 from typing import Any
+
+import pytest
+
+needs_x = pytest.mark.skipif(
+    shutil.which("xvfb-run") is None or shutil.which("xdotool") is None,
+    reason="needs xvfb-run and xdotool (apt-get install xvfb xdotool)",
+)  # a real window on a virtual X screen, driven by real key and mouse events
 
 
 def run_group(args: list[str], *, timeout: float, **kwargs: Any) -> subprocess.CompletedProcess[str]:

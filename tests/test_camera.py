@@ -19,22 +19,10 @@ from glnet.camera import (
     named_camera,
 )
 from glnet.errors import InputError
-from glnet.layout import Layout, build_layout
+from glnet.layout import Layout
 from glnet.tour import flythrough
 
 TICK = 1 / 120
-GRIDS = [
-    ("conv1", (4, 16, 16)),
-    ("pool", (4, 8, 8)),
-    ("conv2", (6, 8, 8)),
-    ("avg", (6, 1, 1)),
-    ("fc", (5, 1, 1)),
-]
-
-
-@pytest.fixture
-def layout() -> Layout:
-    return build_layout(GRIDS, input_aspect=1.0)
 
 
 @pytest.fixture

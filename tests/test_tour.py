@@ -11,7 +11,6 @@ import pytest
 
 from glnet.camera import Camera, camera_from_dict, clip_planes, layer_camera, named_camera
 from glnet.errors import InputError
-from glnet.layout import Layout, build_layout
 from glnet.tour import (
     Keyframe,
     KeyframeRecorder,
@@ -22,19 +21,6 @@ from glnet.tour import (
     quat_to_matrix,
     slerp,
 )
-
-GRIDS = [
-    ("conv1", (4, 16, 16)),
-    ("pool", (4, 8, 8)),
-    ("conv2", (6, 8, 8)),
-    ("avg", (6, 1, 1)),
-    ("fc", (5, 1, 1)),
-]
-
-
-@pytest.fixture
-def layout() -> Layout:
-    return build_layout(GRIDS, input_aspect=1.0)
 
 
 def authored() -> Tour:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from glnet.train import TrainConfig, fit_classifier, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from procs import run_group  # noqa: E402
+from procs import needs_x, run_group  # noqa: E402
 
 pytestmark = pytest.mark.gl
 
@@ -266,10 +265,7 @@ print(json.dumps({{"steps": r["steps"], "frames": r["frames"], "stopped": r["sto
 """
 
 
-@pytest.mark.skipif(
-    shutil.which("xvfb-run") is None or shutil.which("xdotool") is None,
-    reason="needs xvfb-run and xdotool (apt-get install xvfb xdotool)",
-)
+@needs_x
 def test_window_trains_switches_modes_on_real_keys_and_closing_it_checkpoints(tmp_path):
     """Under Xvfb: the viewer process's window draws while training; real X key presses (2, Shift+W) switch
     what it shows, in the trainer; Esc closes the window, and with on_close="stop" training stops, saves."""

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from procs import run_group
+from procs import needs_x, run_group
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREEN = (640, 480)
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("xvfb-run") is None or shutil.which("xdotool") is None,
-    reason="needs xvfb-run and xdotool (apt-get install xvfb xdotool)",
-)
+pytestmark = needs_x
 
 
 @pytest.fixture(scope="module")

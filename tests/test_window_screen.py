@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,17 +12,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from procs import run_group
+from procs import needs_x, run_group
 
 from glnet.errors import InputError
 from glnet.window import Monitor, centred_on, choose_monitor
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREEN = (800, 600)
-needs_x = pytest.mark.skipif(
-    shutil.which("xvfb-run") is None or shutil.which("xdotool") is None,
-    reason="needs xvfb-run and xdotool (apt-get install xvfb xdotool)",
-)
 
 
 def _env() -> dict[str, str]:
