@@ -63,19 +63,27 @@ def _check_frames(folder: Path, n: int) -> None:
     assert all(f.shape == (SIZE[1], SIZE[0], 3) and f.std() > 3 for f in frames)  # a drawn cloud, not blank
 
 
-def test_lightning_fit_draws_every_step_with_the_logged_figures(tmp_path):
-    import lightning as L
+class _LitTiny(L.LightningModule):
+    """TinyNet under Lightning with plain SGD; the tests override ``training_step`` to look inside a fit."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = TinyNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def training_step(self, batch, i):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_lightning_fit_draws_every_step_with_the_logged_figures(tmp_path):
     seen: dict[str, list[float]] = {"loss": [], "acc": []}
 
-    class Lit(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = TinyNet()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x)
-
+    class Lit(_LitTiny):
         def training_step(self, batch, _i):
             x, y = batch
             out = self(x)
@@ -86,9 +94,6 @@ def test_lightning_fit_draws_every_step_with_the_logged_figures(tmp_path):
             seen["loss"].append(loss.item())
             seen["acc"].append(float(acc))
             return loss
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
 
     x, y = _data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
@@ -113,23 +118,11 @@ def test_lightning_fit_draws_every_step_with_the_logged_figures(tmp_path):
 def test_lightning_failure_or_ctrl_c_closes_the_session_with_its_frames(tmp_path, failure):
     import signal
 
-    import lightning as L
-
-    class Lit(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = TinyNet()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x)
-
+    class Lit(_LitTiny):
         def training_step(self, batch, i):
             if i == 2:
                 raise failure("stop here")
-            return F.cross_entropy(self(batch[0]), batch[1])
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.1)
+            return super().training_step(batch, i)
 
     x, y = _data()
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=4)
@@ -272,16 +265,12 @@ def test_ddp_rank_1_installs_no_hooks_and_starts_no_viewer(tmp_path):
     _check_frames(tmp_path / "f", 3)
 
 
-class _LitDDP(L.LightningModule):
+class _LitDDP(_LitTiny):
     """Writes, at its first step on each rank, whether that rank's module has hooks and a viewer child."""
 
     def __init__(self, folder: str) -> None:
         super().__init__()
-        self.net = TinyNet()
         self.folder = folder
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
     def training_step(self, batch, i):
         if i == 0:
@@ -290,10 +279,7 @@ class _LitDDP(L.LightningModule):
                 "viewers": [p.name for p in multiprocessing.active_children()],
             }
             Path(self.folder, f"rank{self.global_rank}.json").write_text(json.dumps(report))
-        return F.cross_entropy(self(batch[0]), batch[1])
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+        return super().training_step(batch, i)
 
 
 def _note(path: Path, message: str) -> None:
